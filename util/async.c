@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * AioContext: life cycle, GSource glue, bottom halves, coroutine hand-over,
+ * in-flight accounting and the drain registry.
+ *
+ * Copyright (c) 2026 The Sluice authors
+ */
+#include "qemu/osdep.h"
+
+#include "block/aio.h"
+#include "block/aio-wait.h"
+#include "qemu/main-loop.h"
+#include "util/aio-internal.h"
+
+/* ---- Bottom halves ---- */
+
+enum {
+    BH_PENDING   = 1 << 0,  /* on ctx->bh_list or a slice */
+    BH_SCHEDULED = 1 << 1,  /* run the callback when dequeued */
+    BH_ONESHOT   = 1 << 2,  /* free after running */
+    BH_DELETED   = 1 << 3,  /* free without running */
+};
+
+struct QEMUBH {
+    AioContext *ctx;
+    QEMUBHFunc *cb;
+    void *opaque;
+    QSLIST_ENTRY(QEMUBH) next;
+    unsigned int flags;         /* atomic */
+};
+
+/*
+ * A batch of bottom halves taken from ctx->bh_list by one aio_bh_poll().
+ * It lives on that call's stack and stays on ctx->bh_slice_list until it
+ * is empty, so a nested aio_poll() finishes the outer batch in order
+ * instead of starving it.
+ */
+struct BHListSlice {
+    struct QEMUBHList bh_list;
+    QSIMPLEQ_ENTRY(BHListSlice) next;
+};
+
+static void aio_bh_enqueue(QEMUBH *bh, unsigned int new_flags)
+{
+    AioContext *ctx = bh->ctx;
+    unsigned int old_flags;
+
+    old_flags = qatomic_fetch_or(&bh->flags, BH_PENDING | new_flags);
+    if (!(old_flags & BH_PENDING)) {
+        QSLIST_INSERT_HEAD_ATOMIC(&ctx->bh_list, bh, next);
+    }
+    aio_notify(ctx);
+}
+
+/* Pop the head of @head and clear its pending bits; NULL if empty. */
+static QEMUBH *aio_bh_dequeue(struct QEMUBHList *head, unsigned int *flags)
+{
+    QEMUBH *bh = QSLIST_FIRST(head);
+
+    if (!bh) {
+        return NULL;
+    }
+    QSLIST_REMOVE_HEAD(head, next);
+    /*
+     * Clearing BH_PENDING after unlinking lets a concurrent schedule push
+     * the BH again; the SC read-modify-write orders the two.
+     */
+    *flags = qatomic_fetch_and(&bh->flags, ~(BH_PENDING | BH_SCHEDULED));
+    return bh;
+}
+
+QEMUBH *aio_bh_new(AioContext *ctx, QEMUBHFunc *cb, void *opaque)
+{
+    QEMUBH *bh = g_new0(QEMUBH, 1);
+
+    bh->ctx = ctx;
+    bh->cb = cb;
+    bh->opaque = opaque;
+    return bh;
+}
+
+void aio_bh_schedule_oneshot(AioContext *ctx, QEMUBHFunc *cb, void *opaque)
+{
+    QEMUBH *bh = aio_bh_new(ctx, cb, opaque);
+
+    aio_bh_enqueue(bh, BH_SCHEDULED | BH_ONESHOT);
+}
+
+void qemu_bh_schedule(QEMUBH *bh)
+{
+    aio_bh_enqueue(bh, BH_SCHEDULED);
+}
+
+void qemu_bh_cancel(QEMUBH *bh)
+{
+    qatomic_and(&bh->flags, ~BH_SCHEDULED);
+}
+
+void qemu_bh_delete(QEMUBH *bh)
+{
+    /* The dispatcher frees it, so deleting from a callback is safe. */
+    aio_bh_enqueue(bh, BH_DELETED);
+}
+
+bool qemu_bh_scheduled(QEMUBH *bh)
+{
+    unsigned int flags = qatomic_read(&bh->flags);
+
+    return (flags & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED;
+}
+
+bool aio_bh_pending(AioContext *ctx)
+{
+    BHListSlice *s;
+
+    if (!QSLIST_EMPTY(&ctx->bh_list)) {
+        return true;
+    }
+    QSIMPLEQ_FOREACH(s, &ctx->bh_slice_list, next) {
+        if (!QSLIST_EMPTY(&s->bh_list)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool aio_bh_poll(AioContext *ctx)
+{
+    BHListSlice slice;
+    BHListSlice *s;
+    struct QEMUBHList taken;
+    QEMUBH *bh;
+    unsigned int flags;
+    bool progress = false;
+
+    /* Producers push LIFO; reverse so BHs run in scheduling order. */
+    QSLIST_MOVE_ATOMIC(&taken, &ctx->bh_list);
+    QSLIST_INIT(&slice.bh_list);
+    while ((bh = QSLIST_FIRST(&taken))) {
+        QSLIST_REMOVE_HEAD(&taken, next);
+        QSLIST_INSERT_HEAD(&slice.bh_list, bh, next);
+    }
+    QSIMPLEQ_INSERT_TAIL(&ctx->bh_slice_list, &slice, next);
+
+    while ((s = QSIMPLEQ_FIRST(&ctx->bh_slice_list))) {
+        bh = aio_bh_dequeue(&s->bh_list, &flags);
+        if (!bh) {
+            QSIMPLEQ_REMOVE_HEAD(&ctx->bh_slice_list, next);
+            continue;
+        }
+        if ((flags & (BH_SCHEDULED | BH_DELETED)) == BH_SCHEDULED) {
+            bh->cb(bh->opaque);
+            progress = true;
+        }
+        if (flags & (BH_DELETED | BH_ONESHOT)) {
+            g_free(bh);
+        }
+    }
+    return progress;
+}
+
+/* ---- Notification ---- */
+
+void aio_notify(AioContext *ctx)
+{
+    /*
+     * Order the caller's write (a BH, a timer, a coroutine) before the
+     * read of notify_me; the poller raises notify_me and then re-checks
+     * for work, so one of the two sides always sees the other.
+     */
+    smp_mb();
+    if (qatomic_read(&ctx->notify_me)) {
+        /*
+         * No "already notified" shortcut: deduplicating through a flag
+         * can leave the flag set after the poller consumed the write,
+         * and the next notification would then be lost.
+         */
+        event_notifier_set(&ctx->notifier);
+    }
+}
+
+int64_t aio_compute_timeout(AioContext *ctx)
+{
+    int64_t deadline = -1;
+    int type;
+
+    if (aio_bh_pending(ctx)) {
+        return 0;
+    }
+    for (type = 0; type < QEMU_CLOCK_MAX; type++) {
+        int64_t d = timerlist_deadline_ns(ctx->tlg[type]);
+
+        if (d >= 0 && (deadline < 0 || d < deadline)) {
+            deadline = d;
+        }
+    }
+    return deadline;
+}
+
+/* ---- Current context ---- */
+
+static __thread AioContext *home_aio_context;
+static __thread AioContext *polled_aio_context;
+
+AioContext *qemu_get_current_aio_context(void)
+{
+    return polled_aio_context ? polled_aio_context : home_aio_context;
+}
+
+void aio_context_set_home_thread(AioContext *ctx)
+{
+    home_aio_context = ctx;
+}
+
+void aio_context_enter_poll(AioContext *ctx, AioContext **saved)
+{
+    GThread *self = g_thread_self();
+    GThread *owner;
+
+    /* Two threads polling one context would run its callbacks twice. */
+    owner = qatomic_cmpxchg(&ctx->poll_owner, NULL, self);
+    g_assert(owner == NULL || owner == self);
+    ctx->poll_depth++;
+
+    *saved = polled_aio_context;
+    polled_aio_context = ctx;
+}
+
+void aio_context_leave_poll(AioContext *ctx, AioContext *saved)
+{
+    polled_aio_context = saved;
+    if (--ctx->poll_depth == 0) {
+        qatomic_set(&ctx->poll_owner, NULL);
+    }
+}
+
+/* ---- GSource ---- */
+
+static gboolean aio_ctx_prepare(GSource *source, gint *timeout)
+{
+    AioContext *ctx = (AioContext *)source;
+    int64_t ns;
+
+    qatomic_add(&ctx->notify_me, 2);
+    smp_mb();   /* pairs with aio_notify(): raise, then look for work */
+
+    ns = aio_compute_timeout(ctx);
+    if (ns < 0) {
+        *timeout = -1;
+    } else {
+        *timeout = MIN(DIV_ROUND_UP(ns, SCALE_MS), (int64_t)INT_MAX);
+    }
+    return *timeout == 0;
+}
+
+static gboolean aio_ctx_check(GSource *source)
+{
+    AioContext *ctx = (AioContext *)source;
+
+    qatomic_sub(&ctx->notify_me, 2);
+
+    if (g_source_query_unix_fd(source, ctx->epoll_tag) & G_IO_IN) {
+        return TRUE;
+    }
+    return aio_compute_timeout(ctx) == 0;
+}
+
+static gboolean aio_ctx_dispatch(GSource *source, GSourceFunc callback,
+                                 gpointer user_data)
+{
+    AioContext *ctx = (AioContext *)source;
+
+    aio_poll(ctx, false);
+    return G_SOURCE_CONTINUE;
+}
+
+static void aio_ctx_finalize(GSource *source)
+{
+    AioContext *ctx = (AioContext *)source;
+    QEMUBH *bh;
+    unsigned int flags;
+    int type;
+
+
+    assert(QSIMPLEQ_EMPTY(&ctx->bh_slice_list));
+
+    /* Nobody will dispatch this context again: free what is queued. */
+    while ((bh = aio_bh_dequeue(&ctx->bh_list, &flags))) {
+        g_free(bh);
+    }
+
+    for (type = 0; type < QEMU_CLOCK_MAX; type++) {
+        timerlist_free(ctx->tlg[type]);
+    }
+
+    aio_context_destroy(ctx);
+    event_notifier_cleanup(&ctx->notifier);
+    g_mutex_clear(&ctx->list_lock);
+}
+
+static GSourceFuncs aio_source_funcs = {
+    .prepare = aio_ctx_prepare,
+    .check = aio_ctx_check,
+    .dispatch = aio_ctx_dispatch,
+    .finalize = aio_ctx_finalize,
+};
+
+/* ---- Context life cycle ---- */
+
+AioContext *aio_context_new(GError **errp)
+{
+    AioContext *ctx;
+    int ret;
+    int type;
+
+    ctx = (AioContext *)g_source_new(&aio_source_funcs, sizeof(AioContext));
+    g_source_set_name(&ctx->source, "aio-context");
+
+    QSLIST_INIT(&ctx->bh_list);
+    QSIMPLEQ_INIT(&ctx->bh_slice_list);
+    QTAILQ_INIT(&ctx->handlers);
+    QTAILQ_INIT(&ctx->deleted_handlers);
+    g_mutex_init(&ctx->list_lock);
+    ctx->epollfd = -1;
+
+    for (type = 0; type < QEMU_CLOCK_MAX; type++) {
+        ctx->tlg[type] = timerlist_new(ctx, type);
+    }
+
+    ret = event_notifier_init(&ctx->notifier, false);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to initialize event notifier");
+        goto fail;
+    }
+    if (!aio_context_setup(ctx, errp)) {
+        goto fail;
+    }
+
+    return ctx;
+
+fail:
+    g_source_unref(&ctx->source);
+    return NULL;
+}
+
+void aio_context_ref(AioContext *ctx)
+{
+    g_source_ref(&ctx->source);
+}
+
+void aio_context_unref(AioContext *ctx)
+{
+    g_source_unref(&ctx->source);
+}
+
+GSource *aio_get_g_source(AioContext *ctx)
+{
+    return &ctx->source;
+}
