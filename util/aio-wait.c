@@ -7,6 +7,7 @@
 #include "qemu/osdep.h"
 
 #include "block/aio-wait.h"
+#include "qemu/coroutine.h"
 
 unsigned int global_aio_wait_waiters;
 
@@ -23,4 +24,9 @@ void aio_wait_kick(void)
         aio_bh_schedule_oneshot(qemu_get_aio_context(), aio_wait_dummy_bh,
                                 NULL);
     }
+}
+
+void aio_wait_assert_may_poll(void)
+{
+    g_assert(!qemu_in_coroutine());
 }

@@ -9,6 +9,7 @@
 
 #include "block/aio.h"
 #include "block/aio-wait.h"
+#include "qemu/coroutine_int.h"
 #include "qemu/main-loop.h"
 #include "util/aio-internal.h"
 
@@ -282,7 +283,11 @@ static void aio_ctx_finalize(GSource *source)
     int type;
 
 
+    assert(QSLIST_EMPTY(&ctx->scheduled_coroutines));
     assert(QSIMPLEQ_EMPTY(&ctx->bh_slice_list));
+    if (ctx->co_schedule_bh) {
+        qemu_bh_delete(ctx->co_schedule_bh);
+    }
 
     /* Nobody will dispatch this context again: free what is queued. */
     while ((bh = aio_bh_dequeue(&ctx->bh_list, &flags))) {
@@ -305,6 +310,98 @@ static GSourceFuncs aio_source_funcs = {
     .finalize = aio_ctx_finalize,
 };
 
+/* ---- Coroutine hand-over ---- */
+
+static void co_schedule_bh_cb(void *opaque)
+{
+    AioContext *ctx = opaque;
+    struct CoScheduledList taken;
+    QSLIST_HEAD(, Coroutine) in_order = QSLIST_HEAD_INITIALIZER;
+    Coroutine *co;
+
+    QSLIST_MOVE_ATOMIC(&taken, &ctx->scheduled_coroutines);
+    while ((co = QSLIST_FIRST(&taken))) {
+        QSLIST_REMOVE_HEAD(&taken, co_scheduled_next);
+        QSLIST_INSERT_HEAD(&in_order, co, co_scheduled_next);
+    }
+
+    while ((co = QSLIST_FIRST(&in_order))) {
+        QSLIST_REMOVE_HEAD(&in_order, co_scheduled_next);
+        qatomic_set(&co->scheduled, NULL);
+        qemu_aio_coroutine_enter(ctx, co);
+    }
+}
+
+void aio_co_schedule(AioContext *ctx, Coroutine *co)
+{
+    const char *scheduled;
+
+    scheduled = qatomic_cmpxchg(&co->scheduled, NULL, __func__);
+    if (scheduled) {
+        fprintf(stderr, "%s: coroutine was already scheduled in '%s'\n",
+                __func__, scheduled);
+        abort();
+    }
+    QSLIST_INSERT_HEAD_ATOMIC(&ctx->scheduled_coroutines, co,
+                              co_scheduled_next);
+    qemu_bh_schedule(ctx->co_schedule_bh);
+}
+
+void aio_co_enter(AioContext *ctx, Coroutine *co)
+{
+    if (ctx != qemu_get_current_aio_context()) {
+        aio_co_schedule(ctx, co);
+        return;
+    }
+
+    if (qemu_in_coroutine()) {
+        Coroutine *self = qemu_coroutine_self();
+
+        assert(self != co);
+        QSIMPLEQ_INSERT_TAIL(&self->co_queue_wakeup, co, co_queue_next);
+    } else {
+        qemu_aio_coroutine_enter(ctx, co);
+    }
+}
+
+void aio_co_wake(Coroutine *co)
+{
+    AioContext *ctx = qatomic_load_acquire(&co->ctx);
+
+    aio_co_enter(ctx, co);
+}
+
+typedef struct CoRescheduleData {
+    AioContext *new_ctx;
+    Coroutine *co;
+} CoRescheduleData;
+
+static void co_reschedule_bh(void *opaque)
+{
+    CoRescheduleData *data = opaque;
+
+    aio_co_schedule(data->new_ctx, data->co);
+}
+
+void coroutine_fn aio_co_reschedule_self(AioContext *new_ctx)
+{
+    AioContext *old_ctx = qemu_get_current_aio_context();
+    CoRescheduleData data = {
+        .new_ctx = new_ctx,
+        .co = qemu_coroutine_self(),
+    };
+
+    if (old_ctx == new_ctx) {
+        return;
+    }
+    /*
+     * Hand over only once we have yielded: scheduling first would let the
+     * new context's thread enter this stack while we are still on it.
+     */
+    aio_bh_schedule_oneshot(old_ctx, co_reschedule_bh, &data);
+    qemu_coroutine_yield();
+}
+
 /* ---- Context life cycle ---- */
 
 AioContext *aio_context_new(GError **errp)
@@ -320,6 +417,7 @@ AioContext *aio_context_new(GError **errp)
     QSIMPLEQ_INIT(&ctx->bh_slice_list);
     QTAILQ_INIT(&ctx->handlers);
     QTAILQ_INIT(&ctx->deleted_handlers);
+    QSLIST_INIT(&ctx->scheduled_coroutines);
     g_mutex_init(&ctx->list_lock);
     ctx->epollfd = -1;
 
@@ -336,6 +434,7 @@ AioContext *aio_context_new(GError **errp)
         goto fail;
     }
 
+    ctx->co_schedule_bh = aio_bh_new(ctx, co_schedule_bh_cb, ctx);
     return ctx;
 
 fail:

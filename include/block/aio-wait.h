@@ -28,13 +28,20 @@ extern unsigned int global_aio_wait_waiters;
 void aio_wait_kick(void);
 
 /*
+ * Abort if the caller must not poll: a coroutine would poll under its
+ * own feet.
+ */
+void aio_wait_assert_may_poll(void);
+
+/*
  * Evaluate @cond until it is false, polling between evaluations.  @ctx is
  * the context whose work the condition depends on.  Returns true if it had
- * to poll at least once.
+ * to poll at least once.  Must not be called from a coroutine.
  */
 #define AIO_WAIT_WHILE(ctx, cond) ({                                       \
     bool waited_ = false;                                                 \
     AioContext *ctx_ = (ctx);                                             \
+    aio_wait_assert_may_poll();                                           \
     qatomic_inc(&global_aio_wait_waiters);                                \
     if (ctx_ && in_aio_context_home_thread(ctx_)) {                       \
         while ((cond)) {                                                  \

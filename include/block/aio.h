@@ -18,6 +18,7 @@
 #include "qemu/event_notifier.h"
 #include "qemu/timer.h"
 
+typedef struct Coroutine Coroutine;
 typedef struct QEMUBH QEMUBH;
 typedef struct AioHandler AioHandler;
 typedef struct QEMUTimerList QEMUTimerList;
@@ -29,6 +30,7 @@ typedef void IOHandler(void *opaque);
 QSLIST_HEAD(QEMUBHList, QEMUBH);
 QSIMPLEQ_HEAD(BHListSliceList, BHListSlice);
 QTAILQ_HEAD(AioHandlerList, AioHandler);
+QSLIST_HEAD(CoScheduledList, Coroutine);
 
 struct AioContext {
     GSource source;             /* must be first: the GSource embedding */
@@ -69,6 +71,10 @@ struct AioContext {
 
     /* One sorted timer list per clock; each has its own lock. */
     QEMUTimerList *tlg[QEMU_CLOCK_MAX];
+
+    /* aio_co_schedule()'s lock-free list and the BH that drains it. */
+    struct CoScheduledList scheduled_coroutines;
+    QEMUBH *co_schedule_bh;
 
     /* Thread that is in aio_poll() on this context (NULL if none). */
     GThread *poll_owner;
@@ -183,5 +189,35 @@ static inline bool in_aio_context_home_thread(AioContext *ctx)
 {
     return ctx == qemu_get_current_aio_context();
 }
+
+/* ---- Coroutines and contexts ---- */
+
+/*
+ * Enter @co in @ctx from @ctx's next dispatch.  @co must not be running or
+ * scheduled already (abort: that is a broken invariant).  Any thread;
+ * @ctx becomes @co's home context.
+ */
+void aio_co_schedule(AioContext *ctx, Coroutine *co);
+
+/*
+ * Enter @co in @ctx: directly when called in @ctx's home thread outside a
+ * coroutine; right after the current coroutine yields or terminates when
+ * called from a coroutine of @ctx; otherwise via aio_co_schedule().
+ * Any thread.
+ */
+void aio_co_enter(AioContext *ctx, Coroutine *co);
+
+/*
+ * aio_co_enter() in the context @co last ran in (its home context): the
+ * way a completion resumes a coroutine that yielded waiting for it.
+ * Any thread.
+ */
+void aio_co_wake(Coroutine *co);
+
+/*
+ * Move the calling coroutine to @new_ctx: it yields and continues in
+ * @new_ctx's home thread.  Returns at once if it is already there.
+ */
+void coroutine_fn aio_co_reschedule_self(AioContext *new_ctx);
 
 #endif /* BLOCK_AIO_H */

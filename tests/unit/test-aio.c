@@ -9,6 +9,7 @@
 
 #include "block/aio.h"
 #include "block/aio-wait.h"
+#include "qemu/coroutine.h"
 #include "qemu/iothread.h"
 #include "qemu/main-loop.h"
 
@@ -593,6 +594,23 @@ static void test_timer_armed_from_thread(void)
     timer_free(d.ts);
 }
 
+typedef struct CoHomeData {
+    AioContext *expect_ctx;
+    GThread *expect_thread;
+    bool done;
+    bool ok;
+} CoHomeData;
+
+static void coroutine_fn co_home_entry(void *opaque)
+{
+    CoHomeData *d = opaque;
+
+    d->ok = qemu_get_current_aio_context() == d->expect_ctx &&
+            (!d->expect_thread || g_thread_self() == d->expect_thread);
+    qatomic_store_release(&d->done, true);
+    aio_wait_kick();
+}
+
 static void iothread_self_bh(void *opaque)
 {
     GThread **t = opaque;
@@ -612,6 +630,94 @@ static void test_iothread_bh(void)
     aio_bh_schedule_oneshot(io_ctx, iothread_self_bh, &ran_in);
     AIO_WAIT_WHILE(io_ctx, qatomic_load_acquire(&ran_in) == NULL);
     g_assert_true(ran_in != g_thread_self());
+    iothread_destroy(iothread);
+}
+
+static GThread *iothread_thread(AioContext *io_ctx)
+{
+    GThread *t = NULL;
+
+    aio_bh_schedule_oneshot(io_ctx, iothread_self_bh, &t);
+    AIO_WAIT_WHILE(io_ctx, qatomic_load_acquire(&t) == NULL);
+    return t;
+}
+
+static void test_co_enter_foreign_thread(void)
+{
+    IOThread *iothread = iothread_create("co", NULL);
+    AioContext *io_ctx = iothread_get_aio_context(iothread);
+    CoHomeData d = {
+        .expect_ctx = io_ctx,
+        .expect_thread = iothread_thread(io_ctx),
+    };
+    Coroutine *co = qemu_coroutine_create(co_home_entry, &d);
+
+    /* Entered from the main thread, it must run in the iothread. */
+    aio_co_enter(io_ctx, co);
+    AIO_WAIT_WHILE(io_ctx, !qatomic_load_acquire(&d.done));
+    g_assert_true(d.ok);
+    iothread_destroy(iothread);
+}
+
+static void test_co_schedule_local(void)
+{
+    CoHomeData d = { .expect_ctx = ctx };
+    Coroutine *co = qemu_coroutine_create(co_home_entry, &d);
+
+    aio_co_schedule(ctx, co);
+    g_assert_false(d.done);
+    AIO_WAIT_WHILE(ctx, !d.done);
+    g_assert_true(d.ok);
+}
+
+static void test_co_schedule_twice_aborts(void)
+{
+    if (g_test_subprocess()) {
+        CoHomeData d = { .expect_ctx = ctx };
+        Coroutine *co = qemu_coroutine_create(co_home_entry, &d);
+
+        aio_co_schedule(ctx, co);
+        aio_co_schedule(ctx, co);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*already scheduled*");
+}
+
+typedef struct RescheduleData {
+    AioContext *target;
+    GThread *target_thread;
+    bool moved;
+    bool back;
+    bool done;
+} RescheduleData;
+
+static void coroutine_fn co_reschedule_entry(void *opaque)
+{
+    RescheduleData *d = opaque;
+
+    aio_co_reschedule_self(d->target);
+    d->moved = qemu_get_current_aio_context() == d->target &&
+               g_thread_self() == d->target_thread;
+    aio_co_reschedule_self(qemu_get_aio_context());
+    d->back = qemu_in_main_thread();
+    d->done = true;
+}
+
+static void test_co_reschedule_self(void)
+{
+    IOThread *iothread = iothread_create("resched", NULL);
+    AioContext *io_ctx = iothread_get_aio_context(iothread);
+    RescheduleData d = {
+        .target = io_ctx,
+        .target_thread = iothread_thread(io_ctx),
+    };
+
+    qemu_coroutine_enter(qemu_coroutine_create(co_reschedule_entry, &d));
+    AIO_WAIT_WHILE(ctx, !d.done);
+    g_assert_true(d.moved);
+    g_assert_true(d.back);
     iothread_destroy(iothread);
 }
 
@@ -664,5 +770,11 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/poll/wakeup-from-thread", test_wakeup_from_thread);
     g_test_add_func("/aio/context/new-unref", test_context_new_unref);
     g_test_add_func("/aio/iothread/bh", test_iothread_bh);
+    g_test_add_func("/aio/co/enter-foreign-thread",
+                    test_co_enter_foreign_thread);
+    g_test_add_func("/aio/co/schedule-local", test_co_schedule_local);
+    g_test_add_func("/aio/co/schedule-twice-aborts",
+                    test_co_schedule_twice_aborts);
+    g_test_add_func("/aio/co/reschedule-self", test_co_reschedule_self);
     return g_test_run();
 }
