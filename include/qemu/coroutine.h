@@ -55,6 +55,28 @@ bool qemu_coroutine_entered(Coroutine *co);
 /* @co's home context. */
 AioContext *qemu_coroutine_get_aio_context(Coroutine *co);
 
+/*
+ * Sleep @ns on @type's clock in the current context, then continue there.
+ */
+void coroutine_fn qemu_co_sleep_ns(QEMUClockType type, int64_t ns);
+
+/*
+ * A sleep that another party may cut short: the sleeper calls
+ * qemu_co_sleep_ns_wakeable(); anyone in the same context may call
+ * qemu_co_sleep_wake() to end it early (a no-op if nobody sleeps).
+ */
+typedef struct QemuCoSleep {
+    Coroutine *to_wake;
+} QemuCoSleep;
+
+void coroutine_fn qemu_co_sleep_ns_wakeable(QemuCoSleep *w,
+                                            QEMUClockType type, int64_t ns);
+
+/* Sleep until qemu_co_sleep_wake(); no timer. */
+void coroutine_fn qemu_co_sleep(QemuCoSleep *w);
+
+void qemu_co_sleep_wake(QemuCoSleep *w);
+
 /* Number of pooled coroutines kept per thread (tests and benchmarks). */
 unsigned int qemu_coroutine_pool_size(void);
 

@@ -10,6 +10,7 @@
 #include <signal.h>
 
 #include "block/aio.h"
+#include "qemu/co-lock.h"
 #include "qemu/coroutine_int.h"
 #include "qemu/iothread.h"
 #include "qemu/main-loop.h"
@@ -36,6 +37,19 @@ static void order_check(Order *o, const int *expected, int n)
     g_assert_cmpint(o->len, ==, n);
     for (i = 0; i < n; i++) {
         g_assert_cmpint(o->seq[i], ==, expected[i]);
+    }
+}
+
+/* Run the main context until *@flag is set (by any thread). */
+static void wait_for_flag(bool *flag)
+{
+    int64_t deadline = g_get_monotonic_time() + TEST_TIMEOUT_US;
+
+    while (!qatomic_load_acquire(flag)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        if (!aio_poll(qemu_get_aio_context(), false)) {
+            g_usleep(100);
+        }
     }
 }
 
@@ -653,6 +667,715 @@ static void test_pool_thread_exit(void)
     g_assert_cmpuint(qemu_coroutine_allocated(), ==, before);
 }
 
+/* ---- CoMutex ---- */
+
+static void coroutine_fn mutex_basic_entry(void *opaque)
+{
+    CoMutex *m = opaque;
+
+    qemu_co_mutex_lock(m);
+    qemu_co_mutex_assert_locked(m);
+    g_assert(m->owner == qemu_coroutine_self());
+    qemu_co_mutex_unlock(m);
+    g_assert_null(m->owner);
+    /* Uncontended: never yields, so we get here in one enter. */
+    qemu_co_mutex_lock(m);
+    qemu_co_mutex_unlock(m);
+}
+
+static void test_co_mutex_basic(void)
+{
+    CoMutex m;
+
+    qemu_co_mutex_init(&m);
+    qemu_coroutine_enter(qemu_coroutine_create(mutex_basic_entry, &m));
+    g_assert_null(m.owner);
+    qemu_co_mutex_destroy(&m);
+}
+
+#define FAIR_WAITERS 10
+
+typedef struct FairData {
+    CoMutex mutex;
+    Order order;
+    int inside;
+    bool done;
+} FairData;
+
+static FairData fair;
+
+static void coroutine_fn fair_holder_entry(void *opaque)
+{
+    qemu_co_mutex_lock(&fair.mutex);
+    qemu_coroutine_yield();
+    /* Every waiter has queued meanwhile. */
+    qemu_co_mutex_unlock(&fair.mutex);
+    /* A newcomer right after the release must queue behind them all. */
+    qemu_co_mutex_lock(&fair.mutex);
+    order_add(&fair.order, 100);
+    qemu_co_mutex_unlock(&fair.mutex);
+    fair.done = true;
+}
+
+static void coroutine_fn fair_waiter_entry(void *opaque)
+{
+    int id = GPOINTER_TO_INT(opaque);
+
+    qemu_co_mutex_lock(&fair.mutex);
+    g_assert_cmpint(fair.inside++, ==, 0);
+    order_add(&fair.order, id);
+    /*
+     * Hold it across a trip through the event loop: the waiters behind
+     * must stay queued, and the holder's re-lock must not overtake them.
+     */
+    aio_co_schedule(qemu_get_current_aio_context(), qemu_coroutine_self());
+    qemu_coroutine_yield();
+    fair.inside--;
+    qemu_co_mutex_unlock(&fair.mutex);
+}
+
+static void test_co_mutex_fairness(void)
+{
+    Coroutine *holder;
+    int expected[FAIR_WAITERS + 1];
+    int i;
+
+    memset(&fair, 0, sizeof(fair));
+    qemu_co_mutex_init(&fair.mutex);
+    holder = qemu_coroutine_create(fair_holder_entry, NULL);
+    qemu_coroutine_enter(holder);
+
+    /* Arrive in a scrambled id order: the order of arrival is what counts. */
+    for (i = 0; i < FAIR_WAITERS; i++) {
+        int id = (i * 7) % FAIR_WAITERS;
+
+        expected[i] = id;
+        qemu_coroutine_enter(qemu_coroutine_create(fair_waiter_entry,
+                                                   GINT_TO_POINTER(id)));
+    }
+    expected[FAIR_WAITERS] = 100;
+    g_assert_cmpint(fair.order.len, ==, 0);
+
+    qemu_coroutine_enter(holder);
+    wait_for_flag(&fair.done);
+    order_check(&fair.order, expected, FAIR_WAITERS + 1);
+    g_assert_null(fair.mutex.owner);
+    qemu_co_mutex_destroy(&fair.mutex);
+}
+
+/* A waiter in an iothread resumes there when a main-context owner unlocks. */
+typedef struct CrossData {
+    CoMutex mutex;
+    AioContext *waiter_ctx_before;
+    AioContext *waiter_ctx_after;
+    GThread *waiter_thread;
+    bool done;
+} CrossData;
+
+static void coroutine_fn cross_holder_entry(void *opaque)
+{
+    CrossData *cd = opaque;
+
+    qemu_co_mutex_lock(&cd->mutex);
+    qemu_coroutine_yield();
+    qemu_co_mutex_unlock(&cd->mutex);
+}
+
+static void coroutine_fn cross_waiter_entry(void *opaque)
+{
+    CrossData *cd = opaque;
+
+    cd->waiter_ctx_before = qemu_get_current_aio_context();
+    qemu_co_mutex_lock(&cd->mutex);
+    cd->waiter_ctx_after = qemu_get_current_aio_context();
+    cd->waiter_thread = g_thread_self();
+    qemu_co_mutex_unlock(&cd->mutex);
+    qatomic_store_release(&cd->done, true);
+}
+
+static void test_co_mutex_cross_context(void)
+{
+    CrossData cd = { 0 };
+    GError *err = NULL;
+    IOThread *iothread = iothread_create("co-test", &err);
+    AioContext *io_ctx;
+    Coroutine *holder;
+    int64_t deadline = g_get_monotonic_time() + TEST_TIMEOUT_US;
+    bool queued = false;
+
+    g_assert_no_error(err);
+    io_ctx = iothread_get_aio_context(iothread);
+    qemu_co_mutex_init(&cd.mutex);
+
+    holder = qemu_coroutine_create(cross_holder_entry, &cd);
+    qemu_coroutine_enter(holder);
+
+    aio_co_schedule(io_ctx, qemu_coroutine_create(cross_waiter_entry, &cd));
+
+    /* Wait until the waiter has queued on the mutex in the iothread. */
+    while (!queued) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_mutex_lock(&cd.mutex.lock);
+        queued = !QSIMPLEQ_EMPTY(&cd.mutex.waiters);
+        g_mutex_unlock(&cd.mutex.lock);
+        if (!queued) {
+            g_usleep(100);
+        }
+    }
+    g_assert_false(qatomic_load_acquire(&cd.done));
+
+    /* Unlock from the main context: the hand-over goes to the iothread. */
+    qemu_coroutine_enter(holder);
+    wait_for_flag(&cd.done);
+
+    g_assert(cd.waiter_ctx_before == io_ctx);
+    g_assert(cd.waiter_ctx_after == io_ctx);
+    g_assert(cd.waiter_thread != g_thread_self());
+    g_assert_null(cd.mutex.owner);
+
+    iothread_destroy(iothread);
+    qemu_co_mutex_destroy(&cd.mutex);
+}
+
+/*
+ * Coroutines in the main context and in two iothreads hammer one CoMutex
+ * and one CoRwlock, yielding inside the critical sections; lost updates
+ * or two writers inside at once would show in the counters.
+ */
+#define STRESS_THREADS 2
+#define STRESS_COROUTINES 4         /* per context */
+#define STRESS_ROUNDS 300
+
+typedef struct StressData {
+    CoMutex mutex;
+    CoRwlock rwlock;
+    int counter;                    /* under mutex, non-atomic on purpose */
+    int writers_in;                 /* atomic */
+    int readers_in;                 /* atomic */
+    int rw_counter;                 /* under the write lock */
+    int finished;                   /* atomic */
+    bool all_done;
+} StressData;
+
+static StressData stress;
+
+/* Leave and re-enter through the context's event loop. */
+static void coroutine_fn stress_bounce(void)
+{
+    aio_co_schedule(qemu_get_current_aio_context(), qemu_coroutine_self());
+    qemu_coroutine_yield();
+}
+
+static void coroutine_fn stress_entry(void *opaque)
+{
+    AioContext *home = qemu_get_current_aio_context();
+    int i;
+
+    for (i = 0; i < STRESS_ROUNDS; i++) {
+        int v;
+
+        qemu_co_mutex_lock(&stress.mutex);
+        v = stress.counter;
+        if (i % 3 == 0) {
+            stress_bounce();
+        }
+        stress.counter = v + 1;
+        qemu_co_mutex_unlock(&stress.mutex);
+
+        if (i % 4 == 0) {
+            qemu_co_rwlock_wrlock(&stress.rwlock);
+            g_assert_cmpint(qatomic_fetch_inc(&stress.writers_in), ==, 0);
+            g_assert_cmpint(qatomic_read(&stress.readers_in), ==, 0);
+            v = stress.rw_counter;
+            stress_bounce();
+            stress.rw_counter = v + 1;
+            qatomic_dec(&stress.writers_in);
+            qemu_co_rwlock_unlock(&stress.rwlock);
+        } else {
+            qemu_co_rwlock_rdlock(&stress.rwlock);
+            qatomic_inc(&stress.readers_in);
+            g_assert_cmpint(qatomic_read(&stress.writers_in), ==, 0);
+            if (i % 2) {
+                stress_bounce();
+            }
+            qatomic_dec(&stress.readers_in);
+            qemu_co_rwlock_unlock(&stress.rwlock);
+        }
+        /* Resumed where we live, whoever released the lock. */
+        g_assert(qemu_get_current_aio_context() == home);
+    }
+    if (qatomic_inc_fetch(&stress.finished) ==
+        (STRESS_THREADS + 1) * STRESS_COROUTINES) {
+        qatomic_store_release(&stress.all_done, true);
+    }
+}
+
+static void test_co_lock_stress_threads(void)
+{
+    IOThread *iothreads[STRESS_THREADS];
+    int total = (STRESS_THREADS + 1) * STRESS_COROUTINES;
+    int t;
+    int i;
+
+    memset(&stress, 0, sizeof(stress));
+    qemu_co_mutex_init(&stress.mutex);
+    qemu_co_rwlock_init(&stress.rwlock);
+
+    for (t = 0; t < STRESS_THREADS; t++) {
+        g_autofree char *id = g_strdup_printf("co-stress-%d", t);
+        GError *err = NULL;
+
+        iothreads[t] = iothread_create(id, &err);
+        g_assert_no_error(err);
+    }
+    for (i = 0; i < STRESS_COROUTINES; i++) {
+        for (t = 0; t < STRESS_THREADS; t++) {
+            aio_co_schedule(iothread_get_aio_context(iothreads[t]),
+                            qemu_coroutine_create(stress_entry, NULL));
+        }
+        aio_co_schedule(qemu_get_aio_context(),
+                        qemu_coroutine_create(stress_entry, NULL));
+    }
+    wait_for_flag(&stress.all_done);
+
+    g_assert_cmpint(stress.counter, ==, total * STRESS_ROUNDS);
+    g_assert_cmpint(stress.rw_counter, ==,
+                    total * DIV_ROUND_UP(STRESS_ROUNDS, 4));
+    g_assert_null(stress.mutex.owner);
+    g_assert_cmpint(stress.rwlock.owners, ==, 0);
+
+    for (t = 0; t < STRESS_THREADS; t++) {
+        iothread_destroy(iothreads[t]);
+    }
+    qemu_co_mutex_destroy(&stress.mutex);
+}
+
+/* ---- CoRwlock ---- */
+
+typedef enum RwOp {
+    RW_RD,
+    RW_WR,
+    RW_UPGRADE,
+    RW_DOWNGRADE,
+    RW_UNLOCK,
+} RwOp;
+
+/*
+ * A scripted lock user: each enter performs the next step of its script,
+ * then yields.  "acquired" counts the steps that returned.
+ */
+typedef struct RwUser {
+    int id;
+    RwOp script[4];
+    int nsteps;
+    int acquired;
+    Coroutine *co;
+} RwUser;
+
+typedef struct RwData {
+    CoRwlock lock;
+    Order order;
+} RwData;
+
+static RwData rw;
+
+static void coroutine_fn rw_user_entry(void *opaque)
+{
+    RwUser *u = opaque;
+    int i;
+
+    for (i = 0; i < u->nsteps; i++) {
+        switch (u->script[i]) {
+        case RW_RD:
+            qemu_co_rwlock_rdlock(&rw.lock);
+            break;
+        case RW_WR:
+            qemu_co_rwlock_wrlock(&rw.lock);
+            break;
+        case RW_UPGRADE:
+            qemu_co_rwlock_upgrade(&rw.lock);
+            break;
+        case RW_DOWNGRADE:
+            qemu_co_rwlock_downgrade(&rw.lock);
+            break;
+        case RW_UNLOCK:
+            qemu_co_rwlock_unlock(&rw.lock);
+            break;
+        }
+        u->acquired++;
+        /* Record completions of lock steps with the user's id. */
+        if (u->script[i] != RW_UNLOCK) {
+            order_add(&rw.order, u->id * 10 + i);
+        }
+        qemu_coroutine_yield();
+    }
+}
+
+static void rw_setup(void)
+{
+    memset(&rw, 0, sizeof(rw));
+    qemu_co_rwlock_init(&rw.lock);
+}
+
+static void rw_start(RwUser *u, int id, int nsteps, const RwOp *script)
+{
+    u->id = id;
+    u->nsteps = nsteps;
+    memcpy(u->script, script, nsteps * sizeof(*script));
+    u->acquired = 0;
+    u->co = qemu_coroutine_create(rw_user_entry, u);
+    qemu_coroutine_enter(u->co);
+}
+
+/* Run @u's next step; it must not be waiting in the lock. */
+static void rw_step(RwUser *u)
+{
+    g_assert_false(qemu_coroutine_entered(u->co));
+    qemu_coroutine_enter(u->co);
+}
+
+static void test_rwlock_readers_share(void)
+{
+    static const RwOp rd_unlock[] = { RW_RD, RW_UNLOCK };
+    RwUser r1, r2, r3;
+
+    rw_setup();
+    rw_start(&r1, 1, 2, rd_unlock);
+    rw_start(&r2, 2, 2, rd_unlock);
+    rw_start(&r3, 3, 2, rd_unlock);
+    /* All three hold it at once. */
+    g_assert_cmpint(r1.acquired + r2.acquired + r3.acquired, ==, 3);
+    g_assert_cmpint(rw.lock.owners, ==, 3);
+    rw_step(&r2);
+    rw_step(&r1);
+    rw_step(&r3);
+    g_assert_cmpint(rw.lock.owners, ==, 0);
+    /* Let them terminate. */
+    rw_step(&r1);
+    rw_step(&r2);
+    rw_step(&r3);
+}
+
+static void test_rwlock_writer_excludes(void)
+{
+    static const RwOp wr_unlock[] = { RW_WR, RW_UNLOCK };
+    static const RwOp rd_unlock[] = { RW_RD, RW_UNLOCK };
+    static const int expected[] = { 10, 20, 30 };
+    RwUser w1, r2, w3;
+
+    rw_setup();
+    rw_start(&w1, 1, 2, wr_unlock);
+    g_assert_cmpint(rw.lock.owners, ==, -1);
+    rw_start(&r2, 2, 2, rd_unlock);
+    rw_start(&w3, 3, 2, wr_unlock);
+    /* Neither a reader nor a second writer gets in. */
+    g_assert_cmpint(r2.acquired, ==, 0);
+    g_assert_cmpint(w3.acquired, ==, 0);
+
+    rw_step(&w1);               /* unlock: the reader, not the writer */
+    g_assert_cmpint(r2.acquired, ==, 1);
+    g_assert_cmpint(w3.acquired, ==, 0);
+    rw_step(&r2);               /* unlock: now the writer */
+    g_assert_cmpint(w3.acquired, ==, 1);
+    rw_step(&w3);
+    order_check(&rw.order, expected, ARRAY_SIZE(expected));
+    g_assert_cmpint(rw.lock.owners, ==, 0);
+    rw_step(&w1);
+    rw_step(&r2);
+    rw_step(&w3);
+}
+
+static void test_rwlock_fair(void)
+{
+    static const RwOp wr_unlock[] = { RW_WR, RW_UNLOCK };
+    static const RwOp rd_unlock[] = { RW_RD, RW_UNLOCK };
+    static const int expected[] = { 10, 20, 30, 40 };
+    RwUser r1, w2, r3, r4;
+
+    rw_setup();
+    rw_start(&r1, 1, 2, rd_unlock);
+    rw_start(&w2, 2, 2, wr_unlock);
+    /* A writer is queued: new readers wait behind it. */
+    rw_start(&r3, 3, 2, rd_unlock);
+    rw_start(&r4, 4, 2, rd_unlock);
+    g_assert_cmpint(w2.acquired + r3.acquired + r4.acquired, ==, 0);
+
+    rw_step(&r1);
+    g_assert_cmpint(w2.acquired, ==, 1);
+    g_assert_cmpint(r3.acquired + r4.acquired, ==, 0);
+    rw_step(&w2);
+    /* Both queued readers get it together. */
+    g_assert_cmpint(r3.acquired + r4.acquired, ==, 2);
+    g_assert_cmpint(rw.lock.owners, ==, 2);
+    rw_step(&r3);
+    rw_step(&r4);
+    order_check(&rw.order, expected, ARRAY_SIZE(expected));
+    rw_step(&r1);
+    rw_step(&w2);
+    rw_step(&r3);
+    rw_step(&r4);
+}
+
+static void test_rwlock_upgrade(void)
+{
+    static const RwOp rd_up_unlock[] = { RW_RD, RW_UPGRADE, RW_UNLOCK };
+    static const RwOp rd_unlock[] = { RW_RD, RW_UNLOCK };
+    static const RwOp wr_unlock[] = { RW_WR, RW_UNLOCK };
+    static const int expected[] = { 10, 20, 11, 30, 40 };
+    RwUser r1, r2, w3, r4;
+
+    rw_setup();
+    rw_start(&r1, 1, 3, rd_up_unlock);
+    rw_start(&r2, 2, 2, rd_unlock);
+    rw_start(&w3, 3, 2, wr_unlock);     /* queued behind the readers */
+    rw_step(&r1);                       /* upgrade: waits for r2 */
+    g_assert_cmpint(r1.acquired, ==, 1);
+    rw_start(&r4, 4, 2, rd_unlock);     /* queued */
+
+    rw_step(&r2);                       /* last reader leaves */
+    /* The upgrade goes ahead of the writer that queued before it. */
+    g_assert_cmpint(r1.acquired, ==, 2);
+    g_assert_cmpint(w3.acquired, ==, 0);
+    g_assert_cmpint(rw.lock.owners, ==, -1);
+    rw_step(&r1);                       /* unlock as writer */
+    g_assert_cmpint(w3.acquired, ==, 1);
+    g_assert_cmpint(r4.acquired, ==, 0);
+    rw_step(&w3);
+    g_assert_cmpint(r4.acquired, ==, 1);
+    rw_step(&r4);
+    order_check(&rw.order, expected, ARRAY_SIZE(expected));
+    g_assert_cmpint(rw.lock.owners, ==, 0);
+    rw_step(&r1);
+    rw_step(&r2);
+    rw_step(&w3);
+    rw_step(&r4);
+}
+
+static void test_rwlock_upgrade_sole_reader(void)
+{
+    static const RwOp rd_up_unlock[] = { RW_RD, RW_UPGRADE, RW_UNLOCK };
+    RwUser r1;
+
+    rw_setup();
+    rw_start(&r1, 1, 3, rd_up_unlock);
+    rw_step(&r1);
+    /* Nobody else reads: the upgrade is immediate. */
+    g_assert_cmpint(r1.acquired, ==, 2);
+    g_assert_cmpint(rw.lock.owners, ==, -1);
+    rw_step(&r1);
+    g_assert_cmpint(rw.lock.owners, ==, 0);
+    rw_step(&r1);
+}
+
+static void test_rwlock_downgrade(void)
+{
+    static const RwOp wr_down_unlock[] = { RW_WR, RW_DOWNGRADE, RW_UNLOCK };
+    static const RwOp rd_unlock[] = { RW_RD, RW_UNLOCK };
+    static const RwOp wr_unlock[] = { RW_WR, RW_UNLOCK };
+    RwUser w1, r2, w3, r4;
+
+    rw_setup();
+    rw_start(&w1, 1, 3, wr_down_unlock);
+    rw_start(&r2, 2, 2, rd_unlock);
+    rw_start(&w3, 3, 2, wr_unlock);
+    rw_start(&r4, 4, 2, rd_unlock);
+    g_assert_cmpint(r2.acquired + w3.acquired + r4.acquired, ==, 0);
+
+    rw_step(&w1);               /* downgrade */
+    g_assert_cmpint(w1.acquired, ==, 2);
+    /* The reader at the head shares with us; the writer still waits ... */
+    g_assert_cmpint(r2.acquired, ==, 1);
+    g_assert_cmpint(w3.acquired, ==, 0);
+    /* ... and so does the reader that queued behind the writer. */
+    g_assert_cmpint(r4.acquired, ==, 0);
+    g_assert_cmpint(rw.lock.owners, ==, 2);
+
+    rw_step(&w1);
+    g_assert_cmpint(w3.acquired, ==, 0);
+    rw_step(&r2);
+    g_assert_cmpint(w3.acquired, ==, 1);
+    rw_step(&w3);
+    g_assert_cmpint(r4.acquired, ==, 1);
+    rw_step(&r4);
+    g_assert_cmpint(rw.lock.owners, ==, 0);
+    rw_step(&w1);
+    rw_step(&r2);
+    rw_step(&w3);
+    rw_step(&r4);
+}
+
+/* ---- CoQueue ---- */
+
+typedef struct QueueData {
+    CoQueue queue;
+    CoMutex mutex;
+    Order order;
+    bool use_mutex;
+} QueueData;
+
+static QueueData qd;
+
+static void coroutine_fn queue_waiter_entry(void *opaque)
+{
+    int id = GPOINTER_TO_INT(opaque);
+
+    if (qd.use_mutex) {
+        qemu_co_mutex_lock(&qd.mutex);
+        qemu_co_queue_wait(&qd.queue, &qd.mutex);
+        /* Woken with the mutex taken again. */
+        qemu_co_mutex_assert_locked(&qd.mutex);
+        order_add(&qd.order, id);
+        qemu_co_mutex_unlock(&qd.mutex);
+    } else {
+        qemu_co_queue_wait(&qd.queue, NULL);
+        order_add(&qd.order, id);
+    }
+}
+
+static void queue_start_waiters(int n, bool use_mutex)
+{
+    int i;
+
+    memset(&qd, 0, sizeof(qd));
+    qemu_co_queue_init(&qd.queue);
+    qemu_co_mutex_init(&qd.mutex);
+    qd.use_mutex = use_mutex;
+    g_assert_true(qemu_co_queue_empty(&qd.queue));
+    for (i = 0; i < n; i++) {
+        qemu_coroutine_enter(qemu_coroutine_create(queue_waiter_entry,
+                                                   GINT_TO_POINTER(i)));
+        if (use_mutex) {
+            /* The waiter dropped the mutex while it waits. */
+            g_assert_null(qd.mutex.owner);
+        }
+    }
+}
+
+static void test_co_queue_next(void)
+{
+    static const int expected[] = { 0, 1, 2 };
+
+    queue_start_waiters(3, false);
+    g_assert_false(qemu_co_queue_empty(&qd.queue));
+    g_assert_cmpint(qd.order.len, ==, 0);
+
+    /* Outside coroutines, the waiter runs at once. */
+    g_assert_true(qemu_co_queue_next(&qd.queue));
+    g_assert_cmpint(qd.order.len, ==, 1);
+    g_assert_true(qemu_co_enter_next(&qd.queue));
+    g_assert_cmpint(qd.order.len, ==, 2);
+    g_assert_true(qemu_co_queue_next(&qd.queue));
+    g_assert_false(qemu_co_queue_next(&qd.queue));
+    g_assert_false(qemu_co_enter_next(&qd.queue));
+    g_assert_true(qemu_co_queue_empty(&qd.queue));
+    order_check(&qd.order, expected, ARRAY_SIZE(expected));
+}
+
+static void test_co_queue_restart_all(void)
+{
+    static const int expected[] = { 0, 1, 2, 3, 4 };
+
+    queue_start_waiters(5, true);
+    qemu_co_queue_restart_all(&qd.queue);
+    g_assert_true(qemu_co_queue_empty(&qd.queue));
+    order_check(&qd.order, expected, ARRAY_SIZE(expected));
+    g_assert_null(qd.mutex.owner);
+    qemu_co_mutex_destroy(&qd.mutex);
+}
+
+static void coroutine_fn queue_waker_entry(void *opaque)
+{
+    /* From a coroutine, the woken run after we are done. */
+    g_assert_true(qemu_co_enter_next(&qd.queue));
+    g_assert_cmpint(qd.order.len, ==, 0);
+    qemu_co_queue_restart_all(&qd.queue);
+    g_assert_cmpint(qd.order.len, ==, 0);
+    order_add(&qd.order, 100);
+}
+
+static void test_co_queue_from_coroutine(void)
+{
+    static const int expected[] = { 100, 0, 1, 2 };
+
+    queue_start_waiters(3, false);
+    qemu_coroutine_enter(qemu_coroutine_create(queue_waker_entry, NULL));
+    order_check(&qd.order, expected, ARRAY_SIZE(expected));
+}
+
+/* ---- sleeps ---- */
+
+typedef struct SleepData {
+    QemuCoSleep w;
+    int64_t ns;
+    int64_t elapsed;
+    bool wakeable;
+    bool no_timer;
+    bool done;
+} SleepData;
+
+static void coroutine_fn sleep_entry(void *opaque)
+{
+    SleepData *sd = opaque;
+    int64_t start = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+
+    if (sd->no_timer) {
+        qemu_co_sleep(&sd->w);
+    } else if (sd->wakeable) {
+        qemu_co_sleep_ns_wakeable(&sd->w, QEMU_CLOCK_REALTIME, sd->ns);
+    } else {
+        qemu_co_sleep_ns(QEMU_CLOCK_REALTIME, sd->ns);
+    }
+    sd->elapsed = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) - start;
+    g_assert(qemu_get_current_aio_context() == qemu_get_aio_context());
+    sd->done = true;
+}
+
+static void test_co_sleep_ns(void)
+{
+    SleepData sd = { .ns = 20 * SCALE_MS };
+
+    qemu_coroutine_enter(qemu_coroutine_create(sleep_entry, &sd));
+    g_assert_false(sd.done);
+    wait_for_flag(&sd.done);
+    g_assert_cmpint(sd.elapsed, >=, sd.ns);
+}
+
+static void test_co_sleep_wakeable(void)
+{
+    SleepData sd = { .ns = 60 * NANOSECONDS_PER_SECOND, .wakeable = true };
+    int i;
+
+    /* Nobody sleeps yet: a no-op. */
+    qemu_co_sleep_wake(&sd.w);
+
+    qemu_coroutine_enter(qemu_coroutine_create(sleep_entry, &sd));
+    for (i = 0; i < 10; i++) {
+        aio_poll(qemu_get_aio_context(), false);
+    }
+    g_assert_false(sd.done);
+    qemu_co_sleep_wake(&sd.w);
+    wait_for_flag(&sd.done);
+    g_assert_cmpint(sd.elapsed, <, sd.ns);
+    /* The sleeper is gone: waking again does nothing. */
+    g_assert_null(sd.w.to_wake);
+    qemu_co_sleep_wake(&sd.w);
+}
+
+static void test_co_sleep_no_timer(void)
+{
+    SleepData sd = { .no_timer = true };
+    int i;
+
+    qemu_coroutine_enter(qemu_coroutine_create(sleep_entry, &sd));
+    for (i = 0; i < 10; i++) {
+        aio_poll(qemu_get_aio_context(), false);
+    }
+    g_assert_false(sd.done);
+    g_assert_nonnull(sd.w.to_wake);
+    qemu_co_sleep_wake(&sd.w);
+    wait_for_flag(&sd.done);
+}
+
 int main(int argc, char **argv)
 {
     GError *err = NULL;
@@ -682,6 +1405,29 @@ int main(int argc, char **argv)
     g_test_add_func("/coroutine/pool/reuse", test_pool_reuse);
     g_test_add_func("/coroutine/pool/bounded", test_pool_bounded);
     g_test_add_func("/coroutine/pool/thread-exit", test_pool_thread_exit);
+    g_test_add_func("/coroutine/co-mutex/basic", test_co_mutex_basic);
+    g_test_add_func("/coroutine/co-mutex/fairness", test_co_mutex_fairness);
+    g_test_add_func("/coroutine/co-mutex/cross-context",
+                    test_co_mutex_cross_context);
+    g_test_add_func("/coroutine/co-lock/stress-threads",
+                    test_co_lock_stress_threads);
+    g_test_add_func("/coroutine/co-rwlock/readers-share",
+                    test_rwlock_readers_share);
+    g_test_add_func("/coroutine/co-rwlock/writer-excludes",
+                    test_rwlock_writer_excludes);
+    g_test_add_func("/coroutine/co-rwlock/fair", test_rwlock_fair);
+    g_test_add_func("/coroutine/co-rwlock/upgrade", test_rwlock_upgrade);
+    g_test_add_func("/coroutine/co-rwlock/upgrade-sole-reader",
+                    test_rwlock_upgrade_sole_reader);
+    g_test_add_func("/coroutine/co-rwlock/downgrade", test_rwlock_downgrade);
+    g_test_add_func("/coroutine/co-queue/next", test_co_queue_next);
+    g_test_add_func("/coroutine/co-queue/restart-all",
+                    test_co_queue_restart_all);
+    g_test_add_func("/coroutine/co-queue/from-coroutine",
+                    test_co_queue_from_coroutine);
+    g_test_add_func("/coroutine/sleep/ns", test_co_sleep_ns);
+    g_test_add_func("/coroutine/sleep/wakeable", test_co_sleep_wakeable);
+    g_test_add_func("/coroutine/sleep/no-timer", test_co_sleep_no_timer);
 
     return g_test_run();
 }
