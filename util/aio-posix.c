@@ -243,6 +243,9 @@ bool aio_poll(AioContext *ctx, bool blocking)
     int type;
     int n;
 
+    /* Registry rule 6: a drain callback must never poll. */
+    g_assert(aio_drain_callback_depth() == 0);
+
     aio_context_enter_poll(ctx, &saved);
 
     if (blocking) {

@@ -28,5 +28,6 @@ void aio_wait_kick(void)
 
 void aio_wait_assert_may_poll(void)
 {
+    g_assert(aio_drain_callback_depth() == 0);
     g_assert(!qemu_in_coroutine());
 }

@@ -300,6 +300,10 @@ static void aio_ctx_finalize(GSource *source)
 
     aio_context_destroy(ctx);
     event_notifier_cleanup(&ctx->notifier);
+
+    /* A drain handler outliving its context is its owner's bug. */
+    assert(QTAILQ_EMPTY(&ctx->drain_handlers));
+    g_rec_mutex_clear(&ctx->drain_lock);
     g_mutex_clear(&ctx->list_lock);
 }
 
@@ -417,8 +421,10 @@ AioContext *aio_context_new(GError **errp)
     QSIMPLEQ_INIT(&ctx->bh_slice_list);
     QTAILQ_INIT(&ctx->handlers);
     QTAILQ_INIT(&ctx->deleted_handlers);
+    QTAILQ_INIT(&ctx->drain_handlers);
     QSLIST_INIT(&ctx->scheduled_coroutines);
     g_mutex_init(&ctx->list_lock);
+    g_rec_mutex_init(&ctx->drain_lock);
     ctx->epollfd = -1;
 
     for (type = 0; type < QEMU_CLOCK_MAX; type++) {
@@ -455,4 +461,267 @@ void aio_context_unref(AioContext *ctx)
 GSource *aio_get_g_source(AioContext *ctx)
 {
     return &ctx->source;
+}
+
+/* ---- In-flight accounting ---- */
+
+static GMutex in_flight_tag_lock;
+/* Written once per tag under the lock, read without it afterwards. */
+static char *in_flight_tag_names[AIO_IN_FLIGHT_MAX_TAGS];
+static unsigned int in_flight_tag_count;
+
+AioInFlightTag aio_in_flight_tag(const char *name)
+{
+    unsigned int i;
+    unsigned int n;
+
+    g_mutex_lock(&in_flight_tag_lock);
+    n = in_flight_tag_count;
+    for (i = 0; i < n; i++) {
+        if (strcmp(in_flight_tag_names[i], name) == 0) {
+            break;
+        }
+    }
+    if (i == n) {
+        /* Tags name kinds of work; running out is a programming error. */
+        g_assert(n < AIO_IN_FLIGHT_MAX_TAGS);
+        in_flight_tag_names[n] = g_strdup(name);
+        qatomic_store_release(&in_flight_tag_count, n + 1);
+    }
+    g_mutex_unlock(&in_flight_tag_lock);
+    return i;
+}
+
+const char *aio_in_flight_tag_name(AioInFlightTag tag)
+{
+    g_assert(tag < qatomic_load_acquire(&in_flight_tag_count));
+    return in_flight_tag_names[tag];
+}
+
+void aio_context_inc_in_flight(AioContext *ctx, AioInFlightTag tag)
+{
+    assert(tag < AIO_IN_FLIGHT_MAX_TAGS);
+    qatomic_inc(&ctx->in_flight_tag[tag]);
+    qatomic_inc(&ctx->in_flight);
+}
+
+void aio_context_dec_in_flight(AioContext *ctx, AioInFlightTag tag)
+{
+    unsigned int old_tag;
+
+    assert(tag < AIO_IN_FLIGHT_MAX_TAGS);
+    old_tag = qatomic_fetch_dec(&ctx->in_flight_tag[tag]);
+    assert(old_tag > 0);
+    if (qatomic_dec_fetch(&ctx->in_flight) == 0) {
+        /*
+         * A drain may be waiting: in @ctx's own thread (wake it if this
+         * runs elsewhere) or in the main thread (kick it).
+         */
+        aio_notify(ctx);
+        aio_wait_kick();
+    }
+}
+
+unsigned int aio_context_in_flight(AioContext *ctx)
+{
+    return qatomic_read(&ctx->in_flight);
+}
+
+GArray *aio_context_in_flight_tags(AioContext *ctx)
+{
+    GArray *arr = g_array_new(FALSE, FALSE, sizeof(AioInFlightEntry));
+    unsigned int n = qatomic_load_acquire(&in_flight_tag_count);
+    unsigned int i;
+
+    for (i = 0; i < n; i++) {
+        unsigned int count = qatomic_read(&ctx->in_flight_tag[i]);
+
+        if (count) {
+            AioInFlightEntry e = {
+                .tag = in_flight_tag_names[i],
+                .count = count,
+            };
+            g_array_append_val(arr, e);
+        }
+    }
+    return arr;
+}
+
+/* ---- The drain registry ---- */
+
+struct AioDrainHandler {
+    AioContext *ctx;
+    const AioDrainOps *ops;
+    void *opaque;
+    /* Protected by ctx->drain_lock. */
+    bool begun;                 /* begin ran, end has not */
+    bool removed;               /* unregistered; unlinked when no walker */
+    QTAILQ_ENTRY(AioDrainHandler) next;
+};
+
+/* Drain callbacks running in this thread (registry rule 6). */
+static __thread unsigned int drain_callback_depth;
+
+unsigned int aio_drain_callback_depth(void)
+{
+    return drain_callback_depth;
+}
+
+static void drain_handler_begin(AioDrainHandler *h)
+{
+    h->begun = true;
+    drain_callback_depth++;
+    h->ops->drained_begin(h->opaque);
+    drain_callback_depth--;
+}
+
+static void drain_handler_end(AioDrainHandler *h)
+{
+    h->begun = false;
+    drain_callback_depth++;
+    h->ops->drained_end(h->opaque);
+    drain_callback_depth--;
+}
+
+/* Free handlers removed during a walk.  drain_lock held, no walker. */
+static void drain_handlers_purge(AioContext *ctx)
+{
+    AioDrainHandler *h, *next;
+
+    if (ctx->drain_walkers || !ctx->drain_handlers_dirty) {
+        return;
+    }
+    QTAILQ_FOREACH_SAFE(h, &ctx->drain_handlers, next, next) {
+        if (h->removed) {
+            QTAILQ_REMOVE(&ctx->drain_handlers, h, next);
+            g_free(h);
+        }
+    }
+    ctx->drain_handlers_dirty = false;
+}
+
+AioDrainHandler *aio_context_add_drain_ops(AioContext *ctx,
+                                           const AioDrainOps *ops,
+                                           void *opaque)
+{
+    AioDrainHandler *h = g_new0(AioDrainHandler, 1);
+
+    assert(ops->drained_begin && ops->drained_end);
+    h->ctx = ctx;
+    h->ops = ops;
+    h->opaque = opaque;
+
+    g_rec_mutex_lock(&ctx->drain_lock);
+    QTAILQ_INSERT_TAIL(&ctx->drain_handlers, h, next);
+    /* Rule 4: born into a drained section, it begins at once. */
+    if (ctx->quiesce_counter > 0) {
+        drain_handler_begin(h);
+    }
+    g_rec_mutex_unlock(&ctx->drain_lock);
+    return h;
+}
+
+void aio_context_remove_drain_ops(AioDrainHandler *h)
+{
+    AioContext *ctx = h->ctx;
+
+    g_rec_mutex_lock(&ctx->drain_lock);
+    assert(!h->removed);
+    h->removed = true;
+    /* Rule 4: leaving a drained section, the owner gets its end now. */
+    if (h->begun) {
+        drain_handler_end(h);
+    }
+    ctx->drain_handlers_dirty = true;
+    drain_handlers_purge(ctx);
+    g_rec_mutex_unlock(&ctx->drain_lock);
+}
+
+AioContext *aio_drain_handler_get_context(AioDrainHandler *h)
+{
+    return h->ctx;
+}
+
+void aio_context_drained_begin(AioContext *ctx)
+{
+    AioDrainHandler *h;
+
+    g_rec_mutex_lock(&ctx->drain_lock);
+    if (++ctx->quiesce_counter == 1) {
+        ctx->drain_walkers++;
+        /*
+         * Removed handlers stay linked while we walk, so NEXT is valid
+         * after any callback; handlers added meanwhile are appended and
+         * have begun already.  Stop if a callback ended the section.
+         */
+        for (h = QTAILQ_FIRST(&ctx->drain_handlers);
+             h && ctx->quiesce_counter > 0;
+             h = QTAILQ_NEXT(h, next)) {
+            if (!h->removed && !h->begun) {
+                drain_handler_begin(h);
+            }
+        }
+        ctx->drain_walkers--;
+        drain_handlers_purge(ctx);
+    }
+    g_rec_mutex_unlock(&ctx->drain_lock);
+}
+
+void aio_context_drained_end(AioContext *ctx)
+{
+    AioDrainHandler *h;
+
+    g_rec_mutex_lock(&ctx->drain_lock);
+    assert(ctx->quiesce_counter > 0);
+    if (--ctx->quiesce_counter == 0) {
+        ctx->drain_walkers++;
+        /* Reverse order; stop if a callback began a new section. */
+        for (h = QTAILQ_LAST(&ctx->drain_handlers);
+             h && ctx->quiesce_counter == 0;
+             h = QTAILQ_PREV(h, next)) {
+            if (!h->removed && h->begun) {
+                drain_handler_end(h);
+            }
+        }
+        ctx->drain_walkers--;
+        drain_handlers_purge(ctx);
+    }
+    g_rec_mutex_unlock(&ctx->drain_lock);
+}
+
+bool aio_context_is_drained(AioContext *ctx)
+{
+    bool drained;
+
+    g_rec_mutex_lock(&ctx->drain_lock);
+    drained = ctx->quiesce_counter > 0;
+    g_rec_mutex_unlock(&ctx->drain_lock);
+    return drained;
+}
+
+bool aio_context_drained_busy(AioContext *ctx)
+{
+    AioDrainHandler *h;
+    bool busy = false;
+
+    if (qatomic_read(&ctx->in_flight)) {
+        return true;
+    }
+
+    g_rec_mutex_lock(&ctx->drain_lock);
+    ctx->drain_walkers++;
+    QTAILQ_FOREACH(h, &ctx->drain_handlers, next) {
+        if (!h->removed && h->begun && h->ops->drained_poll) {
+            drain_callback_depth++;
+            busy = h->ops->drained_poll(h->opaque);
+            drain_callback_depth--;
+            if (busy) {
+                break;
+            }
+        }
+    }
+    ctx->drain_walkers--;
+    drain_handlers_purge(ctx);
+    g_rec_mutex_unlock(&ctx->drain_lock);
+    return busy;
 }

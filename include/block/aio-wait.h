@@ -28,15 +28,16 @@ extern unsigned int global_aio_wait_waiters;
 void aio_wait_kick(void);
 
 /*
- * Abort if the caller must not poll: a coroutine would poll under its
- * own feet.
+ * Abort if the caller must not poll: a coroutine (it would poll under its
+ * own feet) or a drain callback (registry rule 6).
  */
 void aio_wait_assert_may_poll(void);
 
 /*
  * Evaluate @cond until it is false, polling between evaluations.  @ctx is
  * the context whose work the condition depends on.  Returns true if it had
- * to poll at least once.  Must not be called from a coroutine.
+ * to poll at least once.  Must not be called from a coroutine or a drain
+ * callback.
  */
 #define AIO_WAIT_WHILE(ctx, cond) ({                                       \
     bool waited_ = false;                                                 \

@@ -21,15 +21,21 @@
 typedef struct Coroutine Coroutine;
 typedef struct QEMUBH QEMUBH;
 typedef struct AioHandler AioHandler;
+typedef struct AioDrainHandler AioDrainHandler;
 typedef struct QEMUTimerList QEMUTimerList;
 typedef struct BHListSlice BHListSlice;
 
 typedef void QEMUBHFunc(void *opaque);
 typedef void IOHandler(void *opaque);
 
+/* Tags name a kind of work counted in a context's in-flight counter. */
+#define AIO_IN_FLIGHT_MAX_TAGS 64
+typedef unsigned int AioInFlightTag;
+
 QSLIST_HEAD(QEMUBHList, QEMUBH);
 QSIMPLEQ_HEAD(BHListSliceList, BHListSlice);
 QTAILQ_HEAD(AioHandlerList, AioHandler);
+QTAILQ_HEAD(AioDrainHandlerList, AioDrainHandler);
 QSLIST_HEAD(CoScheduledList, Coroutine);
 
 struct AioContext {
@@ -80,6 +86,24 @@ struct AioContext {
     GThread *poll_owner;
     unsigned int poll_depth;    /* nesting of aio_poll(); owner only */
 
+    /*
+     * The drain registry.  drain_lock (recursive, because callbacks may
+     * add or remove handlers) protects quiesce_counter, drain_handlers and
+     * drain_walkers.  Handlers removed while a walk is running are unlinked
+     * only when drain_walkers returns to zero.
+     */
+    GRecMutex drain_lock;
+    int quiesce_counter;
+    struct AioDrainHandlerList drain_handlers;
+    unsigned int drain_walkers;
+    bool drain_handlers_dirty;
+
+    /*
+     * In-flight work, atomic.  in_flight is the sum of in_flight_tag[];
+     * aio_context_drained_busy() reads it, the tags say what it is.
+     */
+    unsigned int in_flight;
+    unsigned int in_flight_tag[AIO_IN_FLIGHT_MAX_TAGS];
 };
 
 /*
@@ -219,5 +243,112 @@ void aio_co_wake(Coroutine *co);
  * @new_ctx's home thread.  Returns at once if it is already there.
  */
 void coroutine_fn aio_co_reschedule_self(AioContext *new_ctx);
+
+/* ---- In-flight accounting ---- */
+
+/*
+ * The tag named @name, registered on first use.  Tags name kinds of work
+ * ("request", "qed-need-check", "job"), not instances: at most
+ * AIO_IN_FLIGHT_MAX_TAGS names exist per process.  Any thread.
+ */
+AioInFlightTag aio_in_flight_tag(const char *name);
+
+/* The name a tag was registered with. */
+const char *aio_in_flight_tag_name(AioInFlightTag tag);
+
+/*
+ * Count one piece of work that may still issue I/O in @ctx: a request,
+ * or a timer, BH or coroutine that will start one.  Any thread.
+ */
+void aio_context_inc_in_flight(AioContext *ctx, AioInFlightTag tag);
+
+/*
+ * Drop a reference taken with aio_context_inc_in_flight().  When the count
+ * reaches zero, wakes @ctx and every AIO_WAIT_WHILE() waiter so drains
+ * re-check their condition.  Any thread.
+ */
+void aio_context_dec_in_flight(AioContext *ctx, AioInFlightTag tag);
+
+/* Total in-flight count.  Any thread (a snapshot). */
+unsigned int aio_context_in_flight(AioContext *ctx);
+
+typedef struct AioInFlightEntry {
+    const char *tag;
+    unsigned int count;
+} AioInFlightEntry;
+
+/*
+ * The non-zero tags of @ctx, as a GArray of AioInFlightEntry in tag
+ * registration order.  Free with g_array_unref().  Any thread.
+ */
+GArray *aio_context_in_flight_tags(AioContext *ctx);
+
+/* ---- The drain registry ---- */
+
+/*
+ * Drain handlers: whatever can start I/O in a context on its own registers
+ * one.  drained_begin must stop starting new I/O and drained_end must
+ * resume (re-kicking queued work); neither may block or poll.
+ * drained_poll, optional, returns true while the owner is still busy
+ * (e.g. a job not yet paused).  When the owner stops being busy from a
+ * thread other than the one waiting, it calls aio_wait_kick().
+ *
+ * All three run with the context's drain_lock held, in the thread that
+ * called aio_context_drained_begin/end/busy(), which need not be the
+ * context's home thread: make them safe for that (atomics, or schedule a
+ * BH in the home thread).
+ */
+typedef struct AioDrainOps {
+    void (*drained_begin)(void *opaque);
+    void (*drained_end)(void *opaque);
+    bool (*drained_poll)(void *opaque);
+} AioDrainOps;
+
+/*
+ * Register @ops with @ctx.  Handlers begin in registration order and end
+ * in reverse.  If @ctx is drained, @ops->drained_begin runs before this
+ * returns (registry rule 4).  Any thread; may be called from a callback.
+ */
+AioDrainHandler *aio_context_add_drain_ops(AioContext *ctx,
+                                           const AioDrainOps *ops,
+                                           void *opaque);
+
+/*
+ * Unregister @h.  If its begin ran and its end has not, the end runs
+ * before this returns, so the owner stays balanced (rule 4).  Any thread;
+ * may be called from a callback, including @h's own.
+ */
+void aio_context_remove_drain_ops(AioDrainHandler *h);
+
+/* The context a handler is registered with. */
+AioContext *aio_drain_handler_get_context(AioDrainHandler *h);
+
+/*
+ * Phase 1 of a drain: increment @ctx's quiesce counter and, on 0 -> 1,
+ * run every handler's begin.  Never waits: the caller waits afterwards for
+ * !aio_context_drained_busy().  Any thread.
+ */
+void aio_context_drained_begin(AioContext *ctx);
+
+/*
+ * End a section begun with aio_context_drained_begin(); on 1 -> 0 run the
+ * ends of the handlers that began, in reverse order.  Never polls.
+ */
+void aio_context_drained_end(AioContext *ctx);
+
+/* True between a begin and its matching end.  Any thread. */
+bool aio_context_is_drained(AioContext *ctx);
+
+/*
+ * True while @ctx has work in flight or a begun handler's drained_poll
+ * says it is busy.  Any thread.
+ */
+bool aio_context_drained_busy(AioContext *ctx);
+
+/*
+ * Debug aid: non-zero while this thread runs a drain callback.  aio_poll()
+ * and AIO_WAIT_WHILE() assert it is zero in debug builds (rule 6).
+ */
+unsigned int aio_drain_callback_depth(void);
 
 #endif /* BLOCK_AIO_H */
