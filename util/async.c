@@ -11,6 +11,7 @@
 #include "block/aio-wait.h"
 #include "qemu/coroutine_int.h"
 #include "qemu/main-loop.h"
+#include "qemu/thread-pool.h"
 #include "util/aio-internal.h"
 
 /* ---- Bottom halves ---- */
@@ -282,6 +283,10 @@ static void aio_ctx_finalize(GSource *source)
     unsigned int flags;
     int type;
 
+    if (ctx->thread_pool) {
+        thread_pool_free(ctx->thread_pool);
+        ctx->thread_pool = NULL;
+    }
 
     assert(QSLIST_EMPTY(&ctx->scheduled_coroutines));
     assert(QSIMPLEQ_EMPTY(&ctx->bh_slice_list));
@@ -305,6 +310,7 @@ static void aio_ctx_finalize(GSource *source)
     assert(QTAILQ_EMPTY(&ctx->drain_handlers));
     g_rec_mutex_clear(&ctx->drain_lock);
     g_mutex_clear(&ctx->list_lock);
+    g_mutex_clear(&ctx->services_lock);
 }
 
 static GSourceFuncs aio_source_funcs = {
@@ -424,6 +430,7 @@ AioContext *aio_context_new(GError **errp)
     QTAILQ_INIT(&ctx->drain_handlers);
     QSLIST_INIT(&ctx->scheduled_coroutines);
     g_mutex_init(&ctx->list_lock);
+    g_mutex_init(&ctx->services_lock);
     g_rec_mutex_init(&ctx->drain_lock);
     ctx->epollfd = -1;
 
@@ -461,6 +468,21 @@ void aio_context_unref(AioContext *ctx)
 GSource *aio_get_g_source(AioContext *ctx)
 {
     return &ctx->source;
+}
+
+/* ---- Lazily created services ---- */
+
+ThreadPool *aio_get_thread_pool(AioContext *ctx)
+{
+    ThreadPool *pool;
+
+    g_mutex_lock(&ctx->services_lock);
+    if (!ctx->thread_pool) {
+        ctx->thread_pool = thread_pool_new(ctx);
+    }
+    pool = ctx->thread_pool;
+    g_mutex_unlock(&ctx->services_lock);
+    return pool;
 }
 
 /* ---- In-flight accounting ---- */

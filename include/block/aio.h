@@ -22,6 +22,7 @@ typedef struct Coroutine Coroutine;
 typedef struct QEMUBH QEMUBH;
 typedef struct AioHandler AioHandler;
 typedef struct AioDrainHandler AioDrainHandler;
+typedef struct ThreadPool ThreadPool;
 typedef struct QEMUTimerList QEMUTimerList;
 typedef struct BHListSlice BHListSlice;
 
@@ -104,6 +105,10 @@ struct AioContext {
      */
     unsigned int in_flight;
     unsigned int in_flight_tag[AIO_IN_FLIGHT_MAX_TAGS];
+
+    /* Lazily created services; freed with the context. */
+    GMutex services_lock;
+    ThreadPool *thread_pool;
 };
 
 /*
@@ -243,6 +248,11 @@ void aio_co_wake(Coroutine *co);
  * @new_ctx's home thread.  Returns at once if it is already there.
  */
 void coroutine_fn aio_co_reschedule_self(AioContext *new_ctx);
+
+/* ---- Services created on first use, freed with the context ---- */
+
+/* The thread pool whose completions run in @ctx.  Any thread. */
+ThreadPool *aio_get_thread_pool(AioContext *ctx);
 
 /* ---- In-flight accounting ---- */
 
