@@ -6,9 +6,11 @@
  * Copyright (c) 2026 The Sluice authors
  */
 #include "qemu/osdep.h"
+#include "config-host.h"
 
 #include "block/aio.h"
 #include "block/aio-wait.h"
+#include "block/raw-aio.h"
 #include "qemu/coroutine_int.h"
 #include "qemu/main-loop.h"
 #include "qemu/thread-pool.h"
@@ -287,6 +289,20 @@ static void aio_ctx_finalize(GSource *source)
         thread_pool_free(ctx->thread_pool);
         ctx->thread_pool = NULL;
     }
+#ifdef CONFIG_LINUX_AIO
+    if (ctx->linux_aio) {
+        laio_detach_aio_context(ctx->linux_aio, ctx);
+        laio_cleanup(ctx->linux_aio);
+        ctx->linux_aio = NULL;
+    }
+#endif
+#ifdef CONFIG_LINUX_IO_URING
+    if (ctx->linux_io_uring) {
+        luring_detach_aio_context(ctx->linux_io_uring, ctx);
+        luring_cleanup(ctx->linux_io_uring);
+        ctx->linux_io_uring = NULL;
+    }
+#endif
 
     assert(QSLIST_EMPTY(&ctx->scheduled_coroutines));
     assert(QSIMPLEQ_EMPTY(&ctx->bh_slice_list));
@@ -483,6 +499,52 @@ ThreadPool *aio_get_thread_pool(AioContext *ctx)
     pool = ctx->thread_pool;
     g_mutex_unlock(&ctx->services_lock);
     return pool;
+}
+
+LinuxAioState *aio_setup_linux_aio(AioContext *ctx, GError **errp)
+{
+#ifdef CONFIG_LINUX_AIO
+    LinuxAioState *s;
+
+    g_mutex_lock(&ctx->services_lock);
+    if (!ctx->linux_aio) {
+        s = laio_init(errp);
+        if (s) {
+            laio_attach_aio_context(s, ctx);
+            ctx->linux_aio = s;
+        }
+    }
+    s = ctx->linux_aio;
+    g_mutex_unlock(&ctx->services_lock);
+    return s;
+#else
+    g_set_error_literal(errp, SLUICE_ERROR, SLUICE_ERROR_NOT_SUPPORTED,
+                        "Linux AIO is not supported by this build");
+    return NULL;
+#endif
+}
+
+LuringState *aio_setup_linux_io_uring(AioContext *ctx, GError **errp)
+{
+#ifdef CONFIG_LINUX_IO_URING
+    LuringState *s;
+
+    g_mutex_lock(&ctx->services_lock);
+    if (!ctx->linux_io_uring) {
+        s = luring_init(errp);
+        if (s) {
+            luring_attach_aio_context(s, ctx);
+            ctx->linux_io_uring = s;
+        }
+    }
+    s = ctx->linux_io_uring;
+    g_mutex_unlock(&ctx->services_lock);
+    return s;
+#else
+    g_set_error_literal(errp, SLUICE_ERROR, SLUICE_ERROR_NOT_SUPPORTED,
+                        "Linux io_uring is not supported by this build");
+    return NULL;
+#endif
 }
 
 /* ---- In-flight accounting ---- */

@@ -23,6 +23,8 @@ typedef struct QEMUBH QEMUBH;
 typedef struct AioHandler AioHandler;
 typedef struct AioDrainHandler AioDrainHandler;
 typedef struct ThreadPool ThreadPool;
+typedef struct LinuxAioState LinuxAioState;
+typedef struct LuringState LuringState;
 typedef struct QEMUTimerList QEMUTimerList;
 typedef struct BHListSlice BHListSlice;
 
@@ -109,6 +111,8 @@ struct AioContext {
     /* Lazily created services; freed with the context. */
     GMutex services_lock;
     ThreadPool *thread_pool;
+    LinuxAioState *linux_aio;
+    LuringState *linux_io_uring;
 };
 
 /*
@@ -253,6 +257,14 @@ void coroutine_fn aio_co_reschedule_self(AioContext *new_ctx);
 
 /* The thread pool whose completions run in @ctx.  Any thread. */
 ThreadPool *aio_get_thread_pool(AioContext *ctx);
+
+/*
+ * The linux-aio / io_uring engine of @ctx, created on first call.  Returns
+ * NULL with @errp set when the kernel or the build does not offer it, so
+ * the caller can fall back to the thread pool.  Any thread.
+ */
+LinuxAioState *aio_setup_linux_aio(AioContext *ctx, GError **errp);
+LuringState *aio_setup_linux_io_uring(AioContext *ctx, GError **errp);
 
 /* ---- In-flight accounting ---- */
 
