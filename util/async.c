@@ -240,6 +240,9 @@ void aio_context_leave_poll(AioContext *ctx, AioContext *saved)
 
 /* ---- GSource ---- */
 
+static void aio_context_register(AioContext *ctx);
+static void aio_context_unregister(AioContext *ctx);
+
 static gboolean aio_ctx_prepare(GSource *source, gint *timeout)
 {
     AioContext *ctx = (AioContext *)source;
@@ -284,6 +287,11 @@ static void aio_ctx_finalize(GSource *source)
     QEMUBH *bh;
     unsigned int flags;
     int type;
+
+    /* A context that failed half-way through creation was never listed. */
+    if (ctx->co_schedule_bh) {
+        aio_context_unregister(ctx);
+    }
 
     if (ctx->thread_pool) {
         thread_pool_free(ctx->thread_pool);
@@ -464,6 +472,7 @@ AioContext *aio_context_new(GError **errp)
     }
 
     ctx->co_schedule_bh = aio_bh_new(ctx, co_schedule_bh_cb, ctx);
+    aio_context_register(ctx);
     return ctx;
 
 fail:
@@ -632,6 +641,73 @@ GArray *aio_context_in_flight_tags(AioContext *ctx)
 }
 
 /* ---- The drain registry ---- */
+
+/*
+ * Every context, for drain_all.  The lock is recursive so that the
+ * per-context walks it protects may run callbacks that look at the list.
+ */
+static GRecMutex all_contexts_lock;
+static QTAILQ_HEAD(, AioContext) all_contexts =
+    QTAILQ_HEAD_INITIALIZER(all_contexts);
+/* drain_all sections open; new contexts start with this quiesce count. */
+static unsigned int drain_all_count;
+
+static void aio_context_register(AioContext *ctx)
+{
+    g_rec_mutex_lock(&all_contexts_lock);
+    QTAILQ_INSERT_TAIL(&all_contexts, ctx, all_contexts_link);
+    /* Born inside drain_all: quiesced, with no handler yet to begin. */
+    ctx->quiesce_counter = drain_all_count;
+    g_rec_mutex_unlock(&all_contexts_lock);
+}
+
+static void aio_context_unregister(AioContext *ctx)
+{
+    g_rec_mutex_lock(&all_contexts_lock);
+    QTAILQ_REMOVE(&all_contexts, ctx, all_contexts_link);
+    g_rec_mutex_unlock(&all_contexts_lock);
+}
+
+void aio_context_drain_all_begin(void)
+{
+    AioContext *ctx;
+
+    g_rec_mutex_lock(&all_contexts_lock);
+    drain_all_count++;
+    QTAILQ_FOREACH(ctx, &all_contexts, all_contexts_link) {
+        aio_context_drained_begin(ctx);
+    }
+    g_rec_mutex_unlock(&all_contexts_lock);
+}
+
+void aio_context_drain_all_end(void)
+{
+    AioContext *ctx;
+
+    g_rec_mutex_lock(&all_contexts_lock);
+    assert(drain_all_count > 0);
+    drain_all_count--;
+    QTAILQ_FOREACH(ctx, &all_contexts, all_contexts_link) {
+        aio_context_drained_end(ctx);
+    }
+    g_rec_mutex_unlock(&all_contexts_lock);
+}
+
+bool aio_context_drain_all_busy(void)
+{
+    AioContext *ctx;
+    bool busy = false;
+
+    g_rec_mutex_lock(&all_contexts_lock);
+    QTAILQ_FOREACH(ctx, &all_contexts, all_contexts_link) {
+        if (aio_context_drained_busy(ctx)) {
+            busy = true;
+            break;
+        }
+    }
+    g_rec_mutex_unlock(&all_contexts_lock);
+    return busy;
+}
 
 struct AioDrainHandler {
     AioContext *ctx;

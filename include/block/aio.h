@@ -101,6 +101,9 @@ struct AioContext {
     unsigned int drain_walkers;
     bool drain_handlers_dirty;
 
+    /* Link in the list of all contexts, for drain_all (its lock). */
+    QTAILQ_ENTRY(AioContext) all_contexts_link;
+
     /*
      * In-flight work, atomic.  in_flight is the sum of in_flight_tag[];
      * aio_context_drained_busy() reads it, the tags say what it is.
@@ -366,6 +369,19 @@ bool aio_context_is_drained(AioContext *ctx);
  * says it is busy.  Any thread.
  */
 bool aio_context_drained_busy(AioContext *ctx);
+
+/*
+ * Drain every context: phase 1 of aio_context_drained_begin() on each,
+ * and contexts created before the matching end are born drained (their
+ * quiesce counter starts at the number of drain_all sections open).
+ * Callbacks must not create or destroy contexts.  Any thread; the caller
+ * waits for !aio_context_drain_all_busy() afterwards.
+ */
+void aio_context_drain_all_begin(void);
+void aio_context_drain_all_end(void);
+
+/* aio_context_drained_busy() of any context.  Any thread. */
+bool aio_context_drain_all_busy(void);
 
 /*
  * Debug aid: non-zero while this thread runs a drain callback.  aio_poll()

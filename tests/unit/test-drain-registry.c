@@ -437,6 +437,44 @@ static void test_rule6_depth_outside(void)
     aio_context_unref(c);
 }
 
+/* drain_all reaches every context, and contexts born inside it. */
+static void test_drain_all(void)
+{
+    AioContext *c = new_ctx();
+    AioContext *born;
+    AioInFlightTag tag = aio_in_flight_tag("test-all");
+    Rec r = { .ctx = c, .name = "r" };
+    Rec b = { .name = "b" };
+
+    rec_add(&r);
+    aio_context_drain_all_begin();
+    g_assert_cmpint(r.begins, ==, 1);
+    g_assert_true(aio_context_is_drained(c));
+    g_assert_true(aio_context_is_drained(qemu_get_aio_context()));
+
+    born = new_ctx();
+    g_assert_true(aio_context_is_drained(born));
+    b.ctx = born;
+    rec_add(&b);
+    g_assert_cmpint(b.begins, ==, 1);
+
+    g_assert_false(aio_context_drain_all_busy());
+    aio_context_inc_in_flight(born, tag);
+    g_assert_true(aio_context_drain_all_busy());
+    aio_context_dec_in_flight(born, tag);
+
+    aio_context_drain_all_end();
+    g_assert_cmpint(r.ends, ==, 1);
+    g_assert_cmpint(b.ends, ==, 1);
+    g_assert_false(aio_context_is_drained(born));
+    g_assert_false(aio_context_is_drained(c));
+
+    rec_remove(&b);
+    rec_remove(&r);
+    aio_context_unref(born);
+    aio_context_unref(c);
+}
+
 /* ---- In-flight tags ---- */
 
 static void test_in_flight_tags(void)
@@ -649,6 +687,7 @@ int main(int argc, char **argv)
     g_test_add_func("/drain-registry/rule6/no-poll", test_rule6_no_poll);
     g_test_add_func("/drain-registry/rule6/depth-outside",
                     test_rule6_depth_outside);
+    g_test_add_func("/drain-registry/drain-all", test_drain_all);
     g_test_add_func("/drain-registry/in-flight/tags", test_in_flight_tags);
     g_test_add_func("/drain-registry/busy/truth-table",
                     test_busy_truth_table);
