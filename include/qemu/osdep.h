@@ -65,6 +65,11 @@
 
 #define QEMU_PTR_IS_ALIGNED(p, n) QEMU_IS_ALIGNED((uintptr_t)(p), (n))
 
+static inline bool is_power_of_2(uint64_t value)
+{
+    return value && !(value & (value - 1));
+}
+
 #ifndef container_of
 #define container_of(ptr, type, member) \
     ((type *)((char *)(ptr) - offsetof(type, member)))

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The block layer's public interface: nodes, their I/O and drain.
+ *
+ * Copyright (c) 2026 The Sluice authors
+ *
+ * A node (BlockDriverState) lives in one AioContext.  Graph changes
+ * (creating, attaching, deleting nodes) happen in the main thread.  I/O
+ * runs in coroutines of the node's context, entered through a BdrvChild
+ * (the edge from a parent) so the parent's permissions apply.
+ */
+#ifndef BLOCK_BLOCK_H
+#define BLOCK_BLOCK_H
+
+#include "block/aio.h"
+#include "qemu/iov.h"
+
+#include <json-glib/json-glib.h>
+
+typedef struct BlockDriver BlockDriver;
+typedef struct BlockDriverState BlockDriverState;
+typedef struct BdrvChild BdrvChild;
+typedef struct BdrvChildClass BdrvChildClass;
+
+/* Node lengths are multiples of this, as in QEMU. */
+#define BDRV_SECTOR_SIZE 512
+
+/* Largest offset + length a request may reach (as QEMU: 2^63 - 2^31). */
+#define BDRV_MAX_LENGTH (INT64_MAX - INT32_MAX)
+
+/* Largest single request; bigger ones are the caller's to split. */
+#define BDRV_REQUEST_MAX_BYTES (INT32_MAX & ~(int64_t)4095)
+
+typedef enum BdrvRequestFlags {
+    BDRV_REQ_FUA            = 0x1,  /* write through to stable storage */
+    BDRV_REQ_MAY_UNMAP      = 0x2,  /* write zeroes may deallocate */
+    BDRV_REQ_NO_FALLBACK    = 0x4,  /* write zeroes: fail if not cheap */
+    BDRV_REQ_ZERO_WRITE     = 0x8,  /* internal: a write-zeroes request */
+} BdrvRequestFlags;
+
+/* How truncate (growing) allocates the new area. */
+typedef enum PreallocMode {
+    PREALLOC_MODE_OFF,
+    PREALLOC_MODE_METADATA,
+    PREALLOC_MODE_FALLOC,
+    PREALLOC_MODE_FULL,
+} PreallocMode;
+
+/*
+ * Open flags.  The generic options of every node (QEMU's names) set
+ * them: read-only (no BDRV_O_RDWR), cache.direct (BDRV_O_NOCACHE),
+ * cache.no-flush (BDRV_O_NO_FLUSH), discard=unmap (BDRV_O_UNMAP).
+ */
+#define BDRV_O_RDWR         0x0002
+#define BDRV_O_NOCACHE      0x0020  /* O_DIRECT: bypass the host cache */
+#define BDRV_O_NO_FLUSH     0x0200  /* flushes are no-ops (cache=unsafe) */
+#define BDRV_O_UNMAP        0x4000  /* discard requests reach the host */
+#define BDRV_O_RESIZE       0x20000 /* the user will resize (a backend) */
+
+/* Permissions a parent takes on, or shares of, a child node. */
+enum {
+    BLK_PERM_CONSISTENT_READ    = 0x01,
+    BLK_PERM_WRITE              = 0x02,
+    BLK_PERM_WRITE_UNCHANGED    = 0x04,
+    BLK_PERM_RESIZE             = 0x08,
+    BLK_PERM_GRAPH_MOD          = 0x10,
+    BLK_PERM_ALL                = 0x1f,
+};
+
+/* What a child is to its parent. */
+enum {
+    BDRV_CHILD_DATA         = 0x01,
+    BDRV_CHILD_METADATA     = 0x02,
+    BDRV_CHILD_FILTERED     = 0x04,
+    BDRV_CHILD_COW          = 0x08,
+    BDRV_CHILD_PRIMARY      = 0x10,
+    BDRV_CHILD_IMAGE        = BDRV_CHILD_DATA | BDRV_CHILD_METADATA,
+};
+
+/* ---- Block status ---- */
+
+#define BDRV_BLOCK_DATA         0x01    /* reads return data from here */
+#define BDRV_BLOCK_ZERO         0x02    /* reads return zeroes */
+#define BDRV_BLOCK_OFFSET_VALID 0x04    /* *map is valid */
+#define BDRV_BLOCK_ALLOCATED    0x10    /* this layer provides the content */
+#define BDRV_BLOCK_EOF          0x20    /* the range ends at end of file */
+
+/* ---- Nodes ---- */
+
+/*
+ * Open a node of driver @drv named @node_name (NULL: generate one) with
+ * @options (the driver's own options, or NULL for none; not consumed, not
+ * modified) and
+ * @flags in the main context.  Returns a node with one reference, or NULL
+ * with @errp set.  Main thread.
+ */
+BlockDriverState *bdrv_open_driver(BlockDriver *drv, const char *node_name,
+                                   JsonObject *options, int flags,
+                                   GError **errp);
+
+/* The driver registered under @name, or NULL. */
+BlockDriver *bdrv_find_format(const char *name);
+
+/* Make @drv known to bdrv_find_format().  Called by each driver at load. */
+void bdrv_register(BlockDriver *drv);
+
+/* Take / drop a reference; the last unref closes the node.  Main thread. */
+void bdrv_ref(BlockDriverState *bs);
+void bdrv_unref(BlockDriverState *bs);
+
+/* The node named @node_name, or NULL.  Main thread. */
+BlockDriverState *bdrv_find_node(const char *node_name);
+
+const char *bdrv_get_node_name(const BlockDriverState *bs);
+const char *bdrv_get_format_name(const BlockDriverState *bs);
+bool bdrv_is_read_only(const BlockDriverState *bs);
+
+/* The node's context.  Any thread (stable while the node is drained). */
+AioContext *bdrv_get_aio_context(BlockDriverState *bs);
+
+/*
+ * Attach @child_bs under @parent_bs as @child_name with @role, taking a
+ * reference to it.  Returns the edge or NULL with @errp set.  Main
+ * thread; both nodes must share a context.
+ */
+BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
+                             BlockDriverState *child_bs,
+                             const char *child_name, unsigned int role,
+                             GError **errp);
+
+/* Detach @child from its parent node and drop its reference.  Main thread. */
+void bdrv_unref_child(BlockDriverState *parent, BdrvChild *child);
+
+/*
+ * Move @bs and every node connected to it, through children or node
+ * parents, to @ctx, with the non-node parents (BlockBackends) following.
+ * Both contexts are drained meanwhile; requests queued in a backend are
+ * resubmitted in @ctx.  Fails without changing anything if a parent
+ * refuses.  Main thread.
+ */
+int bdrv_try_change_aio_context(BlockDriverState *bs, AioContext *ctx,
+                                GError **errp);
+
+/* ---- I/O, from coroutines in the node's context ---- */
+
+int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset,
+                                int64_t bytes, QEMUIOVector *qiov,
+                                BdrvRequestFlags flags);
+int coroutine_fn bdrv_co_pwritev(BdrvChild *child, int64_t offset,
+                                 int64_t bytes, QEMUIOVector *qiov,
+                                 BdrvRequestFlags flags);
+int coroutine_fn bdrv_co_pwrite_zeroes(BdrvChild *child, int64_t offset,
+                                       int64_t bytes,
+                                       BdrvRequestFlags flags);
+int coroutine_fn bdrv_co_pdiscard(BdrvChild *child, int64_t offset,
+                                  int64_t bytes);
+int coroutine_fn bdrv_co_flush(BlockDriverState *bs);
+
+/*
+ * Size in bytes, rounded up to BDRV_SECTOR_SIZE as QEMU does, or a
+ * negative errno.
+ */
+int64_t coroutine_fn bdrv_co_getlength(BlockDriverState *bs);
+
+/*
+ * Resize the node to @offset bytes.  @exact: fail rather than round or
+ * keep a larger size.  Waits for requests beyond the old or new end and
+ * holds new ones back meanwhile.  The parent behind @child must hold
+ * BLK_PERM_RESIZE.  Returns 0 or a negative errno with @errp set.
+ */
+int coroutine_fn bdrv_co_truncate(BdrvChild *child, int64_t offset,
+                                  bool exact, PreallocMode prealloc,
+                                  BdrvRequestFlags flags, GError **errp);
+
+/*
+ * Status of [offset, offset + bytes) in this node alone: BDRV_BLOCK_*
+ * flags for the first *@pnum bytes, which share them, or a negative errno.
+ * With BDRV_BLOCK_OFFSET_VALID, *@map and *@file say where the data is.
+ * A layer that provides the content (DATA or ZERO) reports ALLOCATED.
+ */
+int coroutine_fn bdrv_co_block_status(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, int64_t *pnum,
+                                      int64_t *map, BlockDriverState **file);
+
+/*
+ * The same through the backing chain from @bs down to @base (exclusive;
+ * NULL: the whole chain): the status of the first layer that allocates
+ * the range's start, for the bytes where that holds.  Unallocated in every
+ * layer, or beyond the end of a backing file: reads as zeroes, reported as
+ * BDRV_BLOCK_ZERO without ALLOCATED.  @depth, if not NULL, gets the number
+ * of the layer that answered (1 for @bs, 0 if none did).
+ */
+int coroutine_fn bdrv_co_block_status_above(BlockDriverState *bs,
+                                            BlockDriverState *base,
+                                            int64_t offset, int64_t bytes,
+                                            int64_t *pnum, int64_t *map,
+                                            BlockDriverState **file,
+                                            int *depth);
+
+/* ---- Drain ---- */
+
+/*
+ * Quiesce @bs's context through its drain registry, then wait until no
+ * work is in flight there and no handler is busy.  From a coroutine, the
+ * drain runs from a bottom half and the coroutine waits for it.  Main
+ * thread or @bs's home thread; never with the graph lock held.
+ */
+void coroutine_mixed_fn bdrv_drained_begin(BlockDriverState *bs);
+
+/* End the section; never polls.  Queued work resumes on its own. */
+void coroutine_mixed_fn bdrv_drained_end(BlockDriverState *bs);
+
+/* bdrv_drained_begin() + end: wait for what is in flight now. */
+void coroutine_mixed_fn bdrv_drain(BlockDriverState *bs);
+
+/*
+ * Quiesce every context (phase 1 on all, then one wait for all) and keep
+ * contexts created meanwhile quiesced.  Main thread.
+ */
+void bdrv_drain_all_begin(void);
+void bdrv_drain_all_end(void);
+
+/*
+ * Nodes visited by graph walks while a drain was running in this process,
+ * since start.  Drain must not walk the graph; tests assert this stays 0.
+ */
+uint64_t bdrv_drain_graph_visits(void);
+
+#endif /* BLOCK_BLOCK_H */
