@@ -204,6 +204,7 @@ BlockDriverState *bdrv_open_driver(BlockDriver *drv, const char *node_name,
     bs->refcnt = 1;
     bs->open_flags = flags;
     bs->read_only = !(flags & BDRV_O_RDWR);
+    bs->force_share = flags & BDRV_O_FORCE_SHARE;
     bs->aio_context = qemu_get_aio_context();
     QLIST_INIT(&bs->children);
     QLIST_INIT(&bs->parents);
@@ -227,6 +228,175 @@ BlockDriverState *bdrv_open_driver(BlockDriver *drv, const char *node_name,
 
     QTAILQ_INSERT_TAIL(&all_bdrv_states, bs, node_list);
     return bs;
+}
+
+/* Options every node takes, handled here rather than by the driver. */
+static const char *const bdrv_generic_options[] = {
+    "driver", "node-name", "read-only", "auto-read-only", "cache",
+    "discard", "detect-zeroes", "force-share", NULL,
+};
+
+static bool bdrv_is_generic_option(const char *key)
+{
+    int i;
+
+    for (i = 0; bdrv_generic_options[i]; i++) {
+        if (strcmp(bdrv_generic_options[i], key) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Turn the generic options of @options into open flags, over @flags. */
+static bool bdrv_parse_generic_options(JsonObject *options, int *flags,
+                                       GError **errp)
+{
+    g_autofree char *discard = NULL;
+    g_autofree char *detect_zeroes = NULL;
+    bool read_only, direct, no_flush, force_share, auto_ro;
+
+    if (!keyval_get_bool(options, "read-only", !(*flags & BDRV_O_RDWR),
+                         &read_only, errp) ||
+        !keyval_get_bool(options, "auto-read-only", false, &auto_ro,
+                         errp) ||
+        !keyval_get_bool(options, "cache.direct",
+                         *flags & BDRV_O_NOCACHE, &direct, errp) ||
+        !keyval_get_bool(options, "cache.no-flush",
+                         *flags & BDRV_O_NO_FLUSH, &no_flush, errp) ||
+        !keyval_get_bool(options, "force-share",
+                         *flags & BDRV_O_FORCE_SHARE, &force_share,
+                         errp) ||
+        !keyval_get_str(options, "discard", NULL, &discard, errp) ||
+        !keyval_get_str(options, "detect-zeroes", "off", &detect_zeroes,
+                        errp)) {
+        return false;
+    }
+    *flags = (*flags & ~(BDRV_O_RDWR | BDRV_O_NOCACHE | BDRV_O_NO_FLUSH |
+                         BDRV_O_FORCE_SHARE)) |
+             (read_only ? 0 : BDRV_O_RDWR) |
+             (direct ? BDRV_O_NOCACHE : 0) |
+             (no_flush ? BDRV_O_NO_FLUSH : 0) |
+             (force_share ? BDRV_O_FORCE_SHARE : 0);
+
+    if (discard) {
+        if (!strcmp(discard, "unmap") || !strcmp(discard, "on")) {
+            *flags |= BDRV_O_UNMAP;
+        } else if (!strcmp(discard, "ignore") || !strcmp(discard, "off")) {
+            *flags &= ~BDRV_O_UNMAP;
+        } else {
+            error_setg(errp, "Invalid discard option");
+            return false;
+        }
+    }
+    if (strcmp(detect_zeroes, "off") && strcmp(detect_zeroes, "on") &&
+        strcmp(detect_zeroes, "unmap")) {
+        error_setg(errp, "Parameter 'detect-zeroes' does not accept value "
+                   "'%s'", detect_zeroes);
+        return false;
+    }
+    if (force_share && !read_only) {
+        error_setg(errp, "force-share=on can only be used with read-only "
+                   "images");
+        return false;
+    }
+    return true;
+}
+
+BlockDriverState *bdrv_open_options(JsonObject *options, int flags,
+                                    GError **errp)
+{
+    g_autoptr(JsonObject) driver_opts = json_object_new();
+    g_autofree char *driver = NULL;
+    g_autofree char *node_name = NULL;
+    g_autoptr(GList) members = NULL;
+    BlockDriver *drv;
+    GList *m;
+
+    if (!keyval_get_str(options, "driver", NULL, &driver, errp) ||
+        !keyval_get_str(options, "node-name", NULL, &node_name, errp)) {
+        return NULL;
+    }
+    if (!driver) {
+        error_setg(errp, "Parameter 'driver' is missing");
+        return NULL;
+    }
+    drv = bdrv_find_format(driver);
+    if (!drv) {
+        error_setg(errp, "Unknown driver '%s'", driver);
+        return NULL;
+    }
+    if (!bdrv_parse_generic_options(options, &flags, errp)) {
+        return NULL;
+    }
+    /* "cache" is generic, but what is under it must be known too. */
+    if (json_object_has_member(options, "cache")) {
+        static const char *const cache_opts[] = {
+            "cache.direct", "cache.no-flush", NULL,
+        };
+        g_autoptr(JsonObject) cache = json_object_new();
+
+        json_object_set_member(cache, "cache",
+                               json_object_dup_member(options, "cache"));
+        if (!keyval_check_unused(cache, cache_opts, drv->format_name,
+                                 drv->is_protocol, errp)) {
+            return NULL;
+        }
+    }
+
+    /* The driver sees its own options only. */
+    members = json_object_get_members(options);
+    for (m = members; m; m = m->next) {
+        if (!bdrv_is_generic_option(m->data)) {
+            json_object_set_member(driver_opts, m->data,
+                                   json_object_dup_member(options, m->data));
+        }
+    }
+    return bdrv_open_driver(drv, node_name, driver_opts, flags, errp);
+}
+
+BdrvChild *bdrv_open_child(BlockDriverState *parent, JsonObject *options,
+                           const char *name, unsigned int role,
+                           bool allow_none, GError **errp)
+{
+    JsonNode *node = options ? json_object_get_member(options, name) : NULL;
+    BlockDriverState *child_bs;
+    BdrvChild *child;
+
+    if (!node || JSON_NODE_HOLDS_NULL(node)) {
+        if (!allow_none) {
+            error_setg(errp, "A block device must be specified for \"%s\"",
+                       name);
+        }
+        return NULL;
+    }
+
+    if (JSON_NODE_HOLDS_VALUE(node) &&
+        json_node_get_value_type(node) == G_TYPE_STRING) {
+        const char *ref = json_node_get_string(node);
+
+        child_bs = bdrv_find_node(ref);
+        if (!child_bs) {
+            error_setg(errp, "Cannot find device='%s' nor node-name='%s'",
+                       ref, ref);
+            return NULL;
+        }
+        bdrv_ref(child_bs);
+    } else if (JSON_NODE_HOLDS_OBJECT(node)) {
+        child_bs = bdrv_open_options(json_node_get_object(node),
+                                     parent->open_flags, errp);
+        if (!child_bs) {
+            return NULL;
+        }
+    } else {
+        error_setg(errp, "Invalid parameter type for '%s', expected: "
+                   "BlockdevRef", name);
+        return NULL;
+    }
+
+    child = bdrv_attach_child(parent, child_bs, name, role, errp);
+    bdrv_unref(child_bs);
+    return child;
 }
 
 static void bdrv_close(BlockDriverState *bs)

@@ -55,6 +55,7 @@ typedef enum PreallocMode {
 #define BDRV_O_NOCACHE      0x0020  /* O_DIRECT: bypass the host cache */
 #define BDRV_O_NO_FLUSH     0x0200  /* flushes are no-ops (cache=unsafe) */
 #define BDRV_O_UNMAP        0x4000  /* discard requests reach the host */
+#define BDRV_O_FORCE_SHARE  0x10000 /* force-share=on (read-only only) */
 #define BDRV_O_RESIZE       0x20000 /* the user will resize (a backend) */
 
 /* Permissions a parent takes on, or shares of, a child node. */
@@ -97,6 +98,29 @@ enum {
 BlockDriverState *bdrv_open_driver(BlockDriver *drv, const char *node_name,
                                    JsonObject *options, int flags,
                                    GError **errp);
+
+/*
+ * Open a node from @options as blockdev-add takes them: "driver",
+ * optionally "node-name", the generic options every node has (read-only,
+ * cache.direct, cache.no-flush, discard, detect-zeroes, force-share,
+ * auto-read-only) and the driver's own; children are nested objects or
+ * node names.  @flags are inherited defaults (a parent's flags for an
+ * inline child) that the generic options override.  Returns a node with
+ * one reference, or NULL with @errp set.  Main thread.
+ */
+BlockDriverState *bdrv_open_options(JsonObject *options, int flags,
+                                    GError **errp);
+
+/*
+ * For drivers' .bdrv_open: open or look up the child @name of @parent
+ * from @options (the parent's options: a nested object is opened with the
+ * parent's flags as defaults, a string names an existing node) and attach
+ * it with @role.  Returns NULL with @errp set on failure, or NULL without
+ * error if it is absent and @allow_none.  Main thread.
+ */
+BdrvChild *bdrv_open_child(BlockDriverState *parent, JsonObject *options,
+                           const char *name, unsigned int role,
+                           bool allow_none, GError **errp);
 
 /* The driver registered under @name, or NULL. */
 BlockDriver *bdrv_find_format(const char *name);

@@ -142,6 +142,12 @@ struct BlockDriverState {
     int open_flags;             /* BDRV_O_* */
     bool read_only;
     /*
+     * force-share=on: take no permissions that would conflict with other
+     * users, and skip image locking (qemu-img/qemu-io -U).  Read-only only.
+     */
+    bool force_share;
+
+    /*
      * The context the node lives in.  Changes only while it is drained, in
      * the main thread, so request paths read it without a lock.
      */

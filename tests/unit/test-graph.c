@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The node graph: opening from options with generic options and child
+ * references, and context moves through a diamond.
+ *
+ * Copyright (c) 2026 The Sluice authors
+ */
+#include "qemu/osdep.h"
+
+#include "block/aio-wait.h"
+#include "block/block_int.h"
+#include "qemu/iothread.h"
+#include "qemu/keyval.h"
+#include "qemu/main-loop.h"
+#include "sysemu/block-backend.h"
+
+/* ---- Test drivers ---- */
+
+/* A format-like node: "file" as metadata+data, optional "extra". */
+static const char *const twochild_options[] = { "file", "extra", NULL };
+
+static int twochild_open(BlockDriverState *bs, JsonObject *options,
+                         int flags, GError **errp)
+{
+    GError *local_err = NULL;
+
+    if (!bdrv_open_child(bs, options, "file", BDRV_CHILD_IMAGE |
+                         BDRV_CHILD_PRIMARY, false, errp)) {
+        return -EINVAL;
+    }
+    /* Plain data: the parents' needs pass through to it. */
+    if (!bdrv_open_child(bs, options, "extra", BDRV_CHILD_DATA, true,
+                         &local_err) && local_err) {
+        g_propagate_error(errp, local_err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int64_t coroutine_fn twochild_getlength(BlockDriverState *bs)
+{
+    return bdrv_co_getlength(bs->file->bs);
+}
+
+static BlockDriver bdrv_twochild = {
+    .format_name = "test-format",
+    .bdrv_open = twochild_open,
+    .bdrv_co_getlength = twochild_getlength,
+    .option_names = twochild_options,
+};
+
+/* ---- Helpers ---- */
+
+static BlockDriverState *open_json(const char *json, GError **errp)
+{
+    g_autoptr(JsonObject) opts = keyval_parse_json_filename(json, errp);
+
+    if (!opts) {
+        return NULL;
+    }
+    return bdrv_open_options(opts, 0, errp);
+}
+
+static void assert_open_fails(const char *json, const char *message)
+{
+    g_autoptr(GError) err = NULL;
+
+    g_assert_null(open_json(json, &err));
+    g_assert_nonnull(err);
+    g_assert_cmpstr(err->message, ==, message);
+}
+
+/* ---- Tests ---- */
+
+static void test_open_options(void)
+{
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs;
+
+    bs = open_json("json:{\"driver\":\"null-co\",\"node-name\":\"opt\","
+                   "\"read-only\":false,\"size\":\"4k\","
+                   "\"cache\":{\"direct\":true,\"no-flush\":true},"
+                   "\"discard\":\"unmap\"}", &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(bdrv_get_node_name(bs), ==, "opt");
+    g_assert_false(bdrv_is_read_only(bs));
+    g_assert_cmpint(bs->open_flags & (BDRV_O_NOCACHE | BDRV_O_NO_FLUSH |
+                                      BDRV_O_UNMAP), ==,
+                    BDRV_O_NOCACHE | BDRV_O_NO_FLUSH | BDRV_O_UNMAP);
+    bdrv_unref(bs);
+
+    /* read-only is the default without inherited flags. */
+    bs = open_json("json:{\"driver\":\"null-co\"}", &err);
+    g_assert_no_error(err);
+    g_assert_true(bdrv_is_read_only(bs));
+    g_assert_cmpint(bdrv_get_node_name(bs)[0], ==, '#');
+    bdrv_unref(bs);
+
+    assert_open_fails("json:{\"size\":\"4k\"}",
+                      "Parameter 'driver' is missing");
+    assert_open_fails("json:{\"driver\":\"nosuch\"}",
+                      "Unknown driver 'nosuch'");
+    assert_open_fails("json:{\"driver\":\"null-co\",\"force-share\":true,"
+                      "\"read-only\":false}",
+                      "force-share=on can only be used with read-only "
+                      "images");
+    assert_open_fails("json:{\"driver\":\"null-co\",\"discard\":\"x\"}",
+                      "Invalid discard option");
+    assert_open_fails("json:{\"driver\":\"null-co\",\"cache\":"
+                      "{\"foo\":true}}",
+                      "Block protocol 'null-co' doesn't support the option "
+                      "'cache.foo'");
+    assert_open_fails("json:{\"driver\":\"null-co\",\"read-only\":\"x\"}",
+                      "Parameter 'read-only' expects 'on' or 'off'");
+}
+
+static void test_open_child(void)
+{
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *file, *fmt;
+
+    /* An inline child inherits the parent's flags. */
+    fmt = open_json("json:{\"driver\":\"test-format\",\"node-name\":\"f1\","
+                    "\"file\":{\"driver\":\"null-co\",\"node-name\":\"p1\"}}",
+                    &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(fmt->file);
+    g_assert_cmpstr(bdrv_get_node_name(fmt->file->bs), ==, "p1");
+    g_assert_cmpstr(fmt->file->name, ==, "file");
+    bdrv_unref(fmt);
+    g_assert_null(bdrv_find_node("p1"));
+
+    /* A child given by node name is shared, not opened again. */
+    file = open_json("json:{\"driver\":\"null-co\",\"node-name\":\"p2\"}",
+                     &err);
+    g_assert_no_error(err);
+    fmt = open_json("json:{\"driver\":\"test-format\",\"file\":\"p2\"}",
+                    &err);
+    g_assert_no_error(err);
+    g_assert_true(fmt->file->bs == file);
+    bdrv_unref(fmt);
+    g_assert_true(bdrv_find_node("p2") == file);
+    bdrv_unref(file);
+
+    assert_open_fails("json:{\"driver\":\"test-format\"}",
+                      "A block device must be specified for \"file\"");
+    assert_open_fails("json:{\"driver\":\"test-format\",\"file\":\"nope\"}",
+                      "Cannot find device='nope' nor node-name='nope'");
+    assert_open_fails("json:{\"driver\":\"test-format\",\"file\":"
+                      "{\"driver\":\"null-co\",\"bogus\":1}}",
+                      "Block protocol 'null-co' doesn't support the option "
+                      "'bogus'");
+}
+
+static void test_diamond_context_move(void)
+{
+    g_autoptr(GError) err = NULL;
+    IOThread *t = iothread_create("diamond", NULL);
+    AioContext *io_ctx = iothread_get_aio_context(t);
+    BlockDriverState *top, *left, *right, *bottom;
+    BlockBackend *blk;
+
+    /* top -> {left, right} -> bottom */
+    bottom = open_json("json:{\"driver\":\"null-co\",\"node-name\":\"d\","
+                       "\"read-only\":true}", &err);
+    g_assert_no_error(err);
+    left = open_json("json:{\"driver\":\"test-format\",\"node-name\":\"l\","
+                     "\"file\":\"d\"}", &err);
+    g_assert_no_error(err);
+    right = open_json("json:{\"driver\":\"test-format\",\"node-name\":\"r\","
+                      "\"file\":\"d\"}", &err);
+    g_assert_no_error(err);
+    top = open_json("json:{\"driver\":\"test-format\",\"node-name\":\"t\","
+                    "\"file\":\"l\",\"extra\":\"r\"}", &err);
+    g_assert_no_error(err);
+    bdrv_unref(left);
+    bdrv_unref(right);
+    bdrv_unref(bottom);
+    blk = blk_new(qemu_get_aio_context(), BLK_PERM_CONSISTENT_READ,
+                  BLK_PERM_ALL);
+    g_assert_true(blk_insert_bs(blk, top, NULL));
+    bdrv_unref(top);
+
+    /* Moving the bottom moves everything above it, once. */
+    g_assert_cmpint(bdrv_try_change_aio_context(bottom, io_ctx, &err), ==,
+                    0);
+    g_assert_no_error(err);
+    g_assert_true(bdrv_get_aio_context(top) == io_ctx);
+    g_assert_true(bdrv_get_aio_context(left) == io_ctx);
+    g_assert_true(bdrv_get_aio_context(right) == io_ctx);
+    g_assert_true(bdrv_get_aio_context(bottom) == io_ctx);
+    g_assert_true(blk_get_aio_context(blk) == io_ctx);
+    g_assert_cmpint(blk_getlength(blk), ==, 1 << 30);
+
+    g_assert_cmpint(bdrv_try_change_aio_context(top, qemu_get_aio_context(),
+                                                NULL), ==, 0);
+    g_assert_true(bdrv_get_aio_context(bottom) == qemu_get_aio_context());
+    blk_unref(blk);
+    g_assert_null(bdrv_find_node("d"));
+    iothread_destroy(t);
+}
+
+static void test_attach_other_context(void)
+{
+    g_autoptr(GError) err = NULL;
+    IOThread *t = iothread_create("other", NULL);
+    BlockDriverState *a = open_json("json:{\"driver\":\"null-co\","
+                                    "\"node-name\":\"a\"}", NULL);
+    BlockDriverState *b = open_json("json:{\"driver\":\"null-co\","
+                                    "\"node-name\":\"b\"}", NULL);
+
+    g_assert_cmpint(bdrv_try_change_aio_context(
+                        b, iothread_get_aio_context(t), NULL), ==, 0);
+    g_assert_null(bdrv_attach_child(a, b, "file", BDRV_CHILD_DATA, &err));
+    g_assert_cmpstr(err->message, ==, "Cannot attach node 'b' to node 'a' "
+                    "in another AioContext");
+    g_assert_cmpint(bdrv_try_change_aio_context(b, qemu_get_aio_context(),
+                                                NULL), ==, 0);
+    bdrv_unref(a);
+    bdrv_unref(b);
+    iothread_destroy(t);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_assert_true(qemu_init_main_loop(NULL));
+    bdrv_register(&bdrv_twochild);
+
+    g_test_add_func("/graph/open-options", test_open_options);
+    g_test_add_func("/graph/open-child", test_open_child);
+    g_test_add_func("/graph/diamond-context-move",
+                    test_diamond_context_move);
+    g_test_add_func("/graph/attach-other-context",
+                    test_attach_other_context);
+    return g_test_run();
+}
