@@ -436,6 +436,237 @@ void bdrv_unref(BlockDriverState *bs)
     }
 }
 
+/* ---- Permissions ---- */
+
+static const char *const perm_names[] = {
+    "consistent read", "write", "write unchanged", "resize",
+    "change children",
+};
+
+/* The name of the lowest permission bit set in @perm. */
+static const char *bdrv_perm_name(uint64_t perm)
+{
+    int i;
+
+    for (i = 0; i < (int)G_N_ELEMENTS(perm_names); i++) {
+        if (perm & (1ULL << i)) {
+            return perm_names[i];
+        }
+    }
+    return "?";
+}
+
+static char *bdrv_child_user_desc(BdrvChild *c)
+{
+    return c->klass->get_parent_desc(c);
+}
+
+/* What all parents of @bs use, and what every one of them shares. */
+static void bdrv_get_cumulative_perm(BlockDriverState *bs, uint64_t *perm,
+                                     uint64_t *shared)
+{
+    BdrvChild *c;
+
+    *perm = 0;
+    *shared = BLK_PERM_ALL;
+    QLIST_FOREACH(c, &bs->parents, next_parent) {
+        bdrv_graph_visit(bs);
+        *perm |= c->perm;
+        *shared &= c->shared_perm;
+    }
+}
+
+/*
+ * Two parents conflict when one uses what the other does not share.  The
+ * message names the parent already there, as QEMU's does.
+ */
+static bool bdrv_check_parent_conflicts(BlockDriverState *bs,
+                                        BdrvChild *new_child, GError **errp)
+{
+    BdrvChild *a, *b;
+
+    QLIST_FOREACH(a, &bs->parents, next_parent) {
+        QLIST_FOREACH(b, &bs->parents, next_parent) {
+            g_autofree char *user = NULL;
+            BdrvChild *other;
+            uint64_t bad;
+
+            if (a == b) {
+                continue;
+            }
+            bad = a->perm & ~b->shared_perm;
+            if (!bad) {
+                continue;
+            }
+            /* Blame the existing user, seen from the new one. */
+            other = (a == new_child) ? b : a;
+            user = bdrv_child_user_desc(other);
+            if (other == b) {
+                error_setg(errp, "Conflicts with use by %s as '%s', which "
+                           "does not allow '%s' on %s", user, other->name,
+                           bdrv_perm_name(bad), bs->node_name);
+            } else {
+                error_setg(errp, "Conflicts with use by %s as '%s', which "
+                           "uses '%s' on %s", user, other->name,
+                           bdrv_perm_name(bad), bs->node_name);
+            }
+            return false;
+        }
+    }
+    return true;
+}
+
+void bdrv_default_perms(BlockDriverState *bs, BdrvChild *c,
+                        unsigned int role, uint64_t parent_perm,
+                        uint64_t parent_shared, uint64_t *nperm,
+                        uint64_t *nshared)
+{
+    if (role & BDRV_CHILD_FILTERED ||
+        ((role & BDRV_CHILD_DATA) && !(role & BDRV_CHILD_METADATA))) {
+        /* The child's data is the node's data: pass the needs through. */
+        *nperm = parent_perm;
+        *nshared = parent_shared;
+    } else if (role & BDRV_CHILD_METADATA) {
+        /*
+         * A format reads its metadata always and writes it whenever the
+         * node is writable, whatever its parents do; nobody else may
+         * write under it then.
+         */
+        *nperm = BLK_PERM_CONSISTENT_READ;
+        *nshared = parent_shared | BLK_PERM_CONSISTENT_READ |
+                   BLK_PERM_WRITE_UNCHANGED;
+        if (!bs->read_only) {
+            *nperm |= BLK_PERM_WRITE | BLK_PERM_RESIZE;
+            *nshared &= ~(BLK_PERM_WRITE | BLK_PERM_RESIZE);
+        }
+    } else {
+        /* A backing file is only read. */
+        *nperm = BLK_PERM_CONSISTENT_READ;
+        *nshared = BLK_PERM_ALL;
+    }
+    if (bs->force_share) {
+        *nperm &= BLK_PERM_CONSISTENT_READ;
+        *nshared = BLK_PERM_ALL;
+    }
+}
+
+typedef struct PermUpdate {
+    GPtrArray *checked;         /* nodes whose driver checked, in order */
+    GArray *saved;              /* edges changed, with their old values */
+} PermUpdate;
+
+typedef struct SavedEdge {
+    BdrvChild *c;
+    uint64_t perm;
+    uint64_t shared;
+} SavedEdge;
+
+/*
+ * Check the new permissions of @bs and, recursively, of its children.
+ * @new_child is the edge that changed on @bs, for the message.
+ */
+static bool bdrv_check_perm_tree(BlockDriverState *bs, BdrvChild *new_child,
+                                 PermUpdate *u, GError **errp)
+{
+    uint64_t perm, shared;
+    BdrvChild *c;
+
+    if (!bdrv_check_parent_conflicts(bs, new_child, errp)) {
+        return false;
+    }
+    bdrv_get_cumulative_perm(bs, &perm, &shared);
+    if ((perm & (BLK_PERM_WRITE | BLK_PERM_RESIZE)) && bs->read_only) {
+        error_setg(errp, "Block node is read-only");
+        return false;
+    }
+    if (bs->drv->bdrv_check_perm) {
+        if (bs->drv->bdrv_check_perm(bs, perm, shared, errp) < 0) {
+            return false;
+        }
+        g_ptr_array_add(u->checked, bs);
+    }
+
+    QLIST_FOREACH(c, &bs->children, next) {
+        SavedEdge saved = { c, c->perm, c->shared_perm };
+        uint64_t nperm, nshared;
+
+        bdrv_graph_visit(c->bs);
+        if (bs->drv->bdrv_child_perm) {
+            bs->drv->bdrv_child_perm(bs, c, c->role, perm, shared, &nperm,
+                                     &nshared);
+        } else {
+            bdrv_default_perms(bs, c, c->role, perm, shared, &nperm,
+                               &nshared);
+        }
+        if (nperm == c->perm && nshared == c->shared_perm) {
+            continue;
+        }
+        g_array_append_val(u->saved, saved);
+        c->perm = nperm;
+        c->shared_perm = nshared;
+        if (!bdrv_check_perm_tree(c->bs, c, u, errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Recompute the permissions below @bs after the edge @changed (to @bs)
+ * appeared, disappeared (NULL) or changed, and apply them to the drivers.
+ * On failure nothing changes and @errp says why.  Main thread.
+ */
+static bool bdrv_refresh_perms(BlockDriverState *bs, BdrvChild *changed,
+                               GError **errp)
+{
+    PermUpdate u = {
+        .checked = g_ptr_array_new(),
+        .saved = g_array_new(FALSE, FALSE, sizeof(SavedEdge)),
+    };
+    bool ok;
+    guint i;
+
+    ok = bdrv_check_perm_tree(bs, changed, &u, errp);
+    for (i = 0; i < u.checked->len; i++) {
+        BlockDriverState *n = g_ptr_array_index(u.checked, i);
+        uint64_t perm, shared;
+
+        if (ok) {
+            bdrv_get_cumulative_perm(n, &perm, &shared);
+            if (n->drv->bdrv_set_perm) {
+                n->drv->bdrv_set_perm(n, perm, shared);
+            }
+        } else if (n->drv->bdrv_abort_perm_update) {
+            n->drv->bdrv_abort_perm_update(n);
+        }
+    }
+    if (!ok) {
+        for (i = u.saved->len; i-- > 0;) {
+            SavedEdge *e = &g_array_index(u.saved, SavedEdge, i);
+
+            e->c->perm = e->perm;
+            e->c->shared_perm = e->shared;
+        }
+    }
+    g_ptr_array_unref(u.checked);
+    g_array_unref(u.saved);
+    return ok;
+}
+
+bool bdrv_child_attach_perms(BdrvChild *child, GError **errp)
+{
+    return bdrv_refresh_perms(child->bs, child, errp);
+}
+
+void bdrv_child_detach_perms(BlockDriverState *bs)
+{
+    /* Dropping a user only loosens permissions; that cannot conflict. */
+    if (!bdrv_refresh_perms(bs, NULL, NULL)) {
+        g_warning("permission update failed after detaching from '%s'",
+                  bs->node_name);
+    }
+}
+
 /* ---- Child edges ---- */
 
 static char *bdrv_child_parent_desc(BdrvChild *c)
@@ -470,14 +701,33 @@ BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
     child->klass = &child_of_bds;
     child->role = role;
     child->opaque = parent_bs;
-    child->perm = BLK_PERM_CONSISTENT_READ |
-                  (parent_bs->read_only ? 0 : BLK_PERM_WRITE);
-    child->shared_perm = BLK_PERM_ALL;
+    {
+        uint64_t perm, shared;
+
+        bdrv_get_cumulative_perm(parent_bs, &perm, &shared);
+        if (parent_bs->drv->bdrv_child_perm) {
+            parent_bs->drv->bdrv_child_perm(parent_bs, child, role, perm,
+                                            shared, &child->perm,
+                                            &child->shared_perm);
+        } else {
+            bdrv_default_perms(parent_bs, child, role, perm, shared,
+                               &child->perm, &child->shared_perm);
+        }
+    }
 
     bdrv_ref(child_bs);
     bdrv_drained_begin(child_bs);
     QLIST_INSERT_HEAD(&parent_bs->children, child, next);
     QLIST_INSERT_HEAD(&child_bs->parents, child, next_parent);
+    if (!bdrv_child_attach_perms(child, errp)) {
+        QLIST_REMOVE(child, next);
+        QLIST_REMOVE(child, next_parent);
+        bdrv_drained_end(child_bs);
+        g_free(child->name);
+        g_free(child);
+        bdrv_unref(child_bs);
+        return NULL;
+    }
     if (strcmp(child_name, "file") == 0) {
         parent_bs->file = child;
     } else if (strcmp(child_name, "backing") == 0) {
@@ -503,6 +753,7 @@ void bdrv_unref_child(BlockDriverState *parent, BdrvChild *child)
     if (parent->backing == child) {
         parent->backing = NULL;
     }
+    bdrv_child_detach_perms(child_bs);
     bdrv_drained_end(child_bs);
 
     g_free(child->name);

@@ -258,6 +258,14 @@ bool blk_insert_bs(BlockBackend *blk, BlockDriverState *bs, GError **errp)
     bdrv_ref(bs);
     bdrv_drained_begin(bs);
     QLIST_INSERT_HEAD(&bs->parents, child, next_parent);
+    if (!bdrv_child_attach_perms(child, errp)) {
+        QLIST_REMOVE(child, next_parent);
+        bdrv_drained_end(bs);
+        g_free(child->name);
+        g_free(child);
+        bdrv_unref(bs);
+        return false;
+    }
     blk->root = child;
     bdrv_drained_end(bs);
     return true;
@@ -276,6 +284,7 @@ void blk_remove_bs(BlockBackend *blk)
     bdrv_drained_begin(bs);
     QLIST_REMOVE(child, next_parent);
     blk->root = NULL;
+    bdrv_child_detach_perms(bs);
     bdrv_drained_end(bs);
 
     g_free(child->name);

@@ -91,6 +91,30 @@ struct BlockDriver {
     void (*bdrv_attach_aio_context)(BlockDriverState *bs,
                                     AioContext *new_ctx);
 
+    /*
+     * Permissions.  When the permissions parents hold on this node change,
+     * the block layer calls .bdrv_check_perm with the new cumulative
+     * @perm (what some parent uses) and @shared (what every parent lets
+     * others use); a protocol driver takes its image locks there and may
+     * refuse (-errno, @errp set).  Then either .bdrv_set_perm commits or
+     * .bdrv_abort_perm_update reverts to the previous state.  Main thread.
+     */
+    int (*bdrv_check_perm)(BlockDriverState *bs, uint64_t perm,
+                           uint64_t shared, GError **errp);
+    void (*bdrv_set_perm)(BlockDriverState *bs, uint64_t perm,
+                          uint64_t shared);
+    void (*bdrv_abort_perm_update)(BlockDriverState *bs);
+
+    /*
+     * What this node needs from its child @c (@role) and lets others do
+     * there, given what its own parents use (@parent_perm) and share
+     * (@parent_shared).  NULL: the defaults of bdrv_default_perms().
+     */
+    void (*bdrv_child_perm)(BlockDriverState *bs, BdrvChild *c,
+                            unsigned int role, uint64_t parent_perm,
+                            uint64_t parent_shared, uint64_t *nperm,
+                            uint64_t *nshared);
+
     /* Options the driver accepts, for the unknown-option check. */
     const char *const *option_names;
 
@@ -188,6 +212,27 @@ struct BlockDriverState {
     /* Link in the list of all nodes (main thread). */
     QTAILQ_ENTRY(BlockDriverState) node_list;
 };
+
+/*
+ * The permissions a node needs on a child and shares there when its
+ * driver has no .bdrv_child_perm: data passes its parents' needs through,
+ * metadata is read always and written while the node is writable (and
+ * then shared with no other writer), a backing file is only read.
+ */
+void bdrv_default_perms(BlockDriverState *bs, BdrvChild *c,
+                        unsigned int role, uint64_t parent_perm,
+                        uint64_t parent_shared, uint64_t *nperm,
+                        uint64_t *nshared);
+
+/*
+ * After linking @child into its node's parents, check and apply the new
+ * permissions below it; false with @errp set (and nothing changed) on a
+ * conflict: the caller unlinks it again.  Main thread.
+ */
+bool bdrv_child_attach_perms(BdrvChild *child, GError **errp);
+
+/* After unlinking a parent edge of @bs, loosen the permissions below. */
+void bdrv_child_detach_perms(BlockDriverState *bs);
 
 /* Account a request of @bs in its node and context counters. */
 void bdrv_inc_in_flight(BlockDriverState *bs);

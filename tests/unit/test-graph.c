@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The node graph: opening from options with generic options and child
- * references, and context moves through a diamond.
+ * references, permissions and their conflicts, drivers that refuse
+ * permissions, and context moves through a diamond.
  *
  * Copyright (c) 2026 The Sluice authors
  */
@@ -18,6 +19,12 @@
 
 /* A format-like node: "file" as metadata+data, optional "extra". */
 static const char *const twochild_options[] = { "file", "extra", NULL };
+
+typedef struct TwoState {
+    int checks;
+    int sets;
+    int aborts;
+} TwoState;
 
 static int twochild_open(BlockDriverState *bs, JsonObject *options,
                          int flags, GError **errp)
@@ -37,6 +44,30 @@ static int twochild_open(BlockDriverState *bs, JsonObject *options,
     return 0;
 }
 
+static int twochild_check_perm(BlockDriverState *bs, uint64_t perm,
+                               uint64_t shared, GError **errp)
+{
+    TwoState *s = bs->opaque;
+
+    s->checks++;
+    return 0;
+}
+
+static void twochild_set_perm(BlockDriverState *bs, uint64_t perm,
+                              uint64_t shared)
+{
+    TwoState *s = bs->opaque;
+
+    s->sets++;
+}
+
+static void twochild_abort_perm_update(BlockDriverState *bs)
+{
+    TwoState *s = bs->opaque;
+
+    s->aborts++;
+}
+
 static int64_t coroutine_fn twochild_getlength(BlockDriverState *bs)
 {
     return bdrv_co_getlength(bs->file->bs);
@@ -44,9 +75,79 @@ static int64_t coroutine_fn twochild_getlength(BlockDriverState *bs)
 
 static BlockDriver bdrv_twochild = {
     .format_name = "test-format",
+    .instance_size = sizeof(TwoState),
     .bdrv_open = twochild_open,
+    .bdrv_check_perm = twochild_check_perm,
+    .bdrv_set_perm = twochild_set_perm,
+    .bdrv_abort_perm_update = twochild_abort_perm_update,
     .bdrv_co_getlength = twochild_getlength,
     .option_names = twochild_options,
+};
+
+/* A protocol whose permission hooks count calls and may refuse writes. */
+typedef struct LockedState {
+    bool refuse_write;
+    int checks;
+    int sets;
+    int aborts;
+    uint64_t perm;
+} LockedState;
+
+static const char *const locked_options[] = { "refuse-write", NULL };
+
+static int locked_open(BlockDriverState *bs, JsonObject *options, int flags,
+                       GError **errp)
+{
+    LockedState *s = bs->opaque;
+
+    return keyval_get_bool(options, "refuse-write", false, &s->refuse_write,
+                           errp) ? 0 : -EINVAL;
+}
+
+static int locked_check_perm(BlockDriverState *bs, uint64_t perm,
+                             uint64_t shared, GError **errp)
+{
+    LockedState *s = bs->opaque;
+
+    s->checks++;
+    if (s->refuse_write && (perm & BLK_PERM_WRITE)) {
+        error_setg(errp, "Failed to get \"write\" lock");
+        return -EAGAIN;
+    }
+    return 0;
+}
+
+static void locked_set_perm(BlockDriverState *bs, uint64_t perm,
+                            uint64_t shared)
+{
+    LockedState *s = bs->opaque;
+
+    s->sets++;
+    s->perm = perm;
+}
+
+static void locked_abort_perm_update(BlockDriverState *bs)
+{
+    LockedState *s = bs->opaque;
+
+    s->aborts++;
+}
+
+static int64_t coroutine_fn locked_getlength(BlockDriverState *bs)
+{
+    return 1 << 20;
+}
+
+static BlockDriver bdrv_locked = {
+    .format_name = "test-locked",
+    .instance_size = sizeof(LockedState),
+    .is_protocol = true,
+    .bdrv_open = locked_open,
+    .bdrv_check_perm = locked_check_perm,
+    .bdrv_set_perm = locked_set_perm,
+    .bdrv_abort_perm_update = locked_abort_perm_update,
+    .bdrv_co_getlength = locked_getlength,
+    .option_names = locked_options,
 };
 
 /* ---- Helpers ---- */
@@ -152,6 +253,170 @@ static void test_open_child(void)
                       "'bogus'");
 }
 
+static void test_perm_conflict(void)
+{
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = open_json("json:{\"driver\":\"null-co\","
+                                     "\"node-name\":\"shared\","
+                                     "\"read-only\":false}", NULL);
+    AioContext *ctx = qemu_get_aio_context();
+    BlockBackend *writer = blk_new(ctx, BLK_PERM_CONSISTENT_READ |
+                                   BLK_PERM_WRITE,
+                                   BLK_PERM_CONSISTENT_READ |
+                                   BLK_PERM_WRITE_UNCHANGED);
+    BlockBackend *other_writer = blk_new(ctx, BLK_PERM_CONSISTENT_READ |
+                                         BLK_PERM_WRITE, BLK_PERM_ALL);
+    BlockBackend *exclusive_reader = blk_new(ctx, BLK_PERM_CONSISTENT_READ,
+                                             BLK_PERM_CONSISTENT_READ);
+    BlockBackend *reader = blk_new(ctx, BLK_PERM_CONSISTENT_READ,
+                                   BLK_PERM_ALL);
+
+    g_assert_true(blk_insert_bs(writer, bs, NULL));
+    g_assert_false(blk_insert_bs(other_writer, bs, &err));
+    g_assert_cmpstr(err->message, ==,
+                    "Conflicts with use by a block device as 'root', which "
+                    "does not allow 'write' on shared");
+    g_clear_error(&err);
+    g_assert_null(blk_bs(other_writer));
+
+    g_assert_false(blk_insert_bs(exclusive_reader, bs, &err));
+    g_assert_cmpstr(err->message, ==,
+                    "Conflicts with use by a block device as 'root', which "
+                    "uses 'write' on shared");
+    g_clear_error(&err);
+
+    /* A reader that shares everything fits. */
+    g_assert_true(blk_insert_bs(reader, bs, NULL));
+
+    /* Once the writer is gone, the second writer fits too. */
+    blk_remove_bs(writer);
+    g_assert_true(blk_insert_bs(other_writer, bs, NULL));
+
+    blk_unref(writer);
+    blk_unref(other_writer);
+    blk_unref(exclusive_reader);
+    blk_unref(reader);
+    bdrv_unref(bs);
+}
+
+static void test_perm_metadata_child(void)
+{
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *fmt, *file;
+    BlockBackend *direct;
+
+    fmt = open_json("json:{\"driver\":\"test-format\",\"read-only\":false,"
+                    "\"file\":{\"driver\":\"null-co\","
+                    "\"node-name\":\"meta\"}}", &err);
+    g_assert_no_error(err);
+    file = fmt->file->bs;
+    g_assert_cmpuint(fmt->file->perm & BLK_PERM_WRITE, !=, 0);
+    g_assert_cmpuint(fmt->file->shared_perm & BLK_PERM_WRITE, ==, 0);
+
+    /* Nobody may write under a writable format's metadata. */
+    direct = blk_new(qemu_get_aio_context(), BLK_PERM_CONSISTENT_READ |
+                     BLK_PERM_WRITE, BLK_PERM_ALL);
+    g_assert_false(blk_insert_bs(direct, file, &err));
+    g_assert_true(g_str_has_prefix(err->message,
+                                   "Conflicts with use by node '#block"));
+    g_assert_true(g_str_has_suffix(err->message, "' as 'file', which does "
+                                   "not allow 'write' on meta"));
+    g_clear_error(&err);
+    blk_unref(direct);
+    bdrv_unref(fmt);
+
+    /* A read-only format leaves writing to others. */
+    fmt = open_json("json:{\"driver\":\"test-format\",\"read-only\":true,"
+                    "\"file\":{\"driver\":\"null-co\",\"read-only\":false,"
+                    "\"node-name\":\"meta2\"}}", &err);
+    g_assert_no_error(err);
+    direct = blk_new(qemu_get_aio_context(), BLK_PERM_CONSISTENT_READ |
+                     BLK_PERM_WRITE, BLK_PERM_ALL);
+    g_assert_true(blk_insert_bs(direct, fmt->file->bs, NULL));
+    blk_unref(direct);
+    bdrv_unref(fmt);
+}
+
+static void test_perm_driver_refuses(void)
+{
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = open_json("json:{\"driver\":\"test-locked\","
+                                     "\"read-only\":false,"
+                                     "\"refuse-write\":true}", NULL);
+    LockedState *s = bs->opaque;
+    BlockBackend *rw = blk_new(qemu_get_aio_context(),
+                               BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
+                               BLK_PERM_ALL);
+    BlockBackend *ro = blk_new(qemu_get_aio_context(),
+                               BLK_PERM_CONSISTENT_READ, BLK_PERM_ALL);
+
+    g_assert_false(blk_insert_bs(rw, bs, &err));
+    g_assert_cmpstr(err->message, ==, "Failed to get \"write\" lock");
+    /* A driver that refuses reverts itself; nothing was committed. */
+    g_assert_cmpint(s->aborts, ==, 0);
+    g_assert_cmpint(s->sets, ==, 0);
+    g_assert_null(blk_bs(rw));
+    g_assert_true(QLIST_EMPTY(&bs->parents));
+
+    g_assert_true(blk_insert_bs(ro, bs, NULL));
+    g_assert_cmpint(s->sets, ==, 1);
+    g_assert_cmpuint(s->perm, ==, BLK_PERM_CONSISTENT_READ);
+
+    /* Detaching loosens the permissions again. */
+    blk_remove_bs(ro);
+    g_assert_cmpint(s->sets, ==, 2);
+    g_assert_cmpuint(s->perm, ==, 0);
+
+    blk_unref(rw);
+    blk_unref(ro);
+    bdrv_unref(bs);
+}
+
+static void test_perm_abort_upper(void)
+{
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *fmt;
+    TwoState *s;
+    BlockBackend *rw, *ro;
+
+    /* The upper node checks fine, the lower one refuses: upper aborts. */
+    fmt = open_json("json:{\"driver\":\"test-format\",\"read-only\":false,"
+                    "\"file\":{\"driver\":\"null-co\"},"
+                    "\"extra\":{\"driver\":\"test-locked\","
+                    "\"refuse-write\":true}}", &err);
+    g_assert_no_error(err);
+    s = fmt->opaque;
+    rw = blk_new(qemu_get_aio_context(), BLK_PERM_CONSISTENT_READ |
+                 BLK_PERM_WRITE, BLK_PERM_ALL);
+    g_assert_false(blk_insert_bs(rw, fmt, &err));
+    g_assert_cmpstr(err->message, ==, "Failed to get \"write\" lock");
+    g_assert_cmpint(s->aborts, ==, 1);
+    g_assert_cmpint(s->sets, ==, 0);
+    g_clear_error(&err);
+
+    ro = blk_new(qemu_get_aio_context(), BLK_PERM_CONSISTENT_READ,
+                 BLK_PERM_ALL);
+    g_assert_true(blk_insert_bs(ro, fmt, NULL));
+    g_assert_cmpint(s->sets, ==, 1);
+    blk_unref(rw);
+    blk_unref(ro);
+    bdrv_unref(fmt);
+}
+
+static void test_write_on_read_only_node(void)
+{
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = open_json("json:{\"driver\":\"null-co\"}", NULL);
+    BlockBackend *rw = blk_new(qemu_get_aio_context(),
+                               BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
+                               BLK_PERM_ALL);
+
+    g_assert_false(blk_insert_bs(rw, bs, &err));
+    g_assert_cmpstr(err->message, ==, "Block node is read-only");
+    blk_unref(rw);
+    bdrv_unref(bs);
+}
+
 static void test_diamond_context_move(void)
 {
     g_autoptr(GError) err = NULL;
@@ -226,9 +491,16 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_assert_true(qemu_init_main_loop(NULL));
     bdrv_register(&bdrv_twochild);
+    bdrv_register(&bdrv_locked);
 
     g_test_add_func("/graph/open-options", test_open_options);
     g_test_add_func("/graph/open-child", test_open_child);
+    g_test_add_func("/graph/perm-conflict", test_perm_conflict);
+    g_test_add_func("/graph/perm-metadata-child", test_perm_metadata_child);
+    g_test_add_func("/graph/perm-driver-refuses", test_perm_driver_refuses);
+    g_test_add_func("/graph/perm-abort-upper", test_perm_abort_upper);
+    g_test_add_func("/graph/write-on-read-only-node",
+                    test_write_on_read_only_node);
     g_test_add_func("/graph/diamond-context-move",
                     test_diamond_context_move);
     g_test_add_func("/graph/attach-other-context",
