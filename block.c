@@ -867,3 +867,39 @@ int bdrv_try_change_aio_context(BlockDriverState *bs, AioContext *ctx,
     bdrv_context_drained_end(old_ctx);
     return 0;
 }
+
+/* ---- Replacing a child ---- */
+
+bool bdrv_replace_child_bs(BdrvChild *child, BlockDriverState *new_bs,
+                           GError **errp)
+{
+    BlockDriverState *old_bs = child->bs;
+
+    assert(qemu_in_main_thread());
+    if (new_bs == old_bs) {
+        return true;
+    }
+    if (bdrv_get_aio_context(new_bs) != bdrv_get_aio_context(old_bs)) {
+        error_setg(errp, "Cannot replace node '%s' by node '%s' in another "
+                   "AioContext", old_bs->node_name, new_bs->node_name);
+        return false;
+    }
+
+    bdrv_ref(new_bs);
+    bdrv_drained_begin(old_bs);
+    QLIST_REMOVE(child, next_parent);
+    child->bs = new_bs;
+    QLIST_INSERT_HEAD(&new_bs->parents, child, next_parent);
+    if (!bdrv_child_attach_perms(child, errp)) {
+        QLIST_REMOVE(child, next_parent);
+        child->bs = old_bs;
+        QLIST_INSERT_HEAD(&old_bs->parents, child, next_parent);
+        bdrv_drained_end(old_bs);
+        bdrv_unref(new_bs);
+        return false;
+    }
+    bdrv_child_detach_perms(old_bs);
+    bdrv_drained_end(old_bs);
+    bdrv_unref(old_bs);
+    return true;
+}

@@ -156,6 +156,16 @@ BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
 void bdrv_unref_child(BlockDriverState *parent, BdrvChild *child);
 
 /*
+ * Make the edge @child point to @new_bs instead of its current node, with
+ * the same parent, name and role: what a job's final switch does.  Both
+ * nodes must be in the parent's context; the context is drained meanwhile
+ * and the permissions are checked on @new_bs (on failure nothing changes
+ * and @errp says why).  Main thread.
+ */
+bool bdrv_replace_child_bs(BdrvChild *child, BlockDriverState *new_bs,
+                           GError **errp);
+
+/*
  * Move @bs and every node connected to it, through children or node
  * parents, to @ctx, with the non-node parents (BlockBackends) following.
  * Both contexts are drained meanwhile; requests queued in a backend are

@@ -417,6 +417,50 @@ static void test_write_on_read_only_node(void)
     bdrv_unref(bs);
 }
 
+static void test_replace_child(void)
+{
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *fmt, *old_file, *new_file, *busy;
+    BlockBackend *exclusive;
+
+    fmt = open_json("json:{\"driver\":\"test-format\",\"read-only\":false,"
+                    "\"file\":{\"driver\":\"null-co\","
+                    "\"node-name\":\"old\"}}", &err);
+    g_assert_no_error(err);
+    old_file = fmt->file->bs;
+    bdrv_ref(old_file);
+    new_file = open_json("json:{\"driver\":\"null-co\",\"node-name\":\"new\","
+                         "\"read-only\":false}", &err);
+    g_assert_no_error(err);
+
+    g_assert_true(bdrv_replace_child_bs(fmt->file, new_file, &err));
+    g_assert_no_error(err);
+    g_assert_true(fmt->file->bs == new_file);
+    g_assert_true(QLIST_EMPTY(&old_file->parents));
+    g_assert_cmpuint(fmt->file->perm & BLK_PERM_WRITE, !=, 0);
+
+    /* A node whose user forbids writers cannot take the edge. */
+    busy = open_json("json:{\"driver\":\"null-co\",\"node-name\":\"busy\","
+                     "\"read-only\":false}", &err);
+    g_assert_no_error(err);
+    exclusive = blk_new(qemu_get_aio_context(), BLK_PERM_CONSISTENT_READ,
+                        BLK_PERM_CONSISTENT_READ);
+    g_assert_true(blk_insert_bs(exclusive, busy, NULL));
+    g_assert_false(bdrv_replace_child_bs(fmt->file, busy, &err));
+    g_assert_nonnull(strstr(err->message, "which does not allow 'write'"));
+    g_assert_true(fmt->file->bs == new_file);
+    /* busy keeps only its own user. */
+    g_assert_null(QLIST_NEXT(QLIST_FIRST(&busy->parents), next_parent));
+
+    blk_unref(exclusive);
+    bdrv_unref(busy);
+    bdrv_unref(new_file);
+    bdrv_unref(old_file);
+    bdrv_unref(fmt);
+    g_assert_null(bdrv_find_node("new"));
+    g_assert_null(bdrv_find_node("old"));
+}
+
 static void test_diamond_context_move(void)
 {
     g_autoptr(GError) err = NULL;
@@ -501,6 +545,7 @@ int main(int argc, char **argv)
     g_test_add_func("/graph/perm-abort-upper", test_perm_abort_upper);
     g_test_add_func("/graph/write-on-read-only-node",
                     test_write_on_read_only_node);
+    g_test_add_func("/graph/replace-child", test_replace_child);
     g_test_add_func("/graph/diamond-context-move",
                     test_diamond_context_move);
     g_test_add_func("/graph/attach-other-context",
