@@ -170,6 +170,9 @@ static void bdrv_refresh_limits(BlockDriverState *bs, GError **errp)
 
 static void bdrv_free(BlockDriverState *bs)
 {
+    if (bs->options) {
+        json_object_unref(bs->options);
+    }
     g_free(bs->opaque);
     g_free(bs);
 }
@@ -215,6 +218,7 @@ BlockDriverState *bdrv_open_driver(BlockDriver *drv, const char *node_name,
         bdrv_free(bs);
         return NULL;
     }
+    bs->options = json_object_ref(options);
 
     bdrv_refresh_limits(bs, &local_err);
     if (local_err) {
@@ -902,4 +906,95 @@ bool bdrv_replace_child_bs(BdrvChild *child, BlockDriverState *new_bs,
     bdrv_drained_end(old_bs);
     bdrv_unref(old_bs);
     return true;
+}
+
+/* ---- Reopen ---- */
+
+/* True if the driver options @a and @b say the same. */
+static bool bdrv_options_equal(JsonObject *a, JsonObject *b)
+{
+    g_autoptr(JsonNode) na = json_node_init_object(json_node_alloc(), a);
+    g_autoptr(JsonNode) nb = json_node_init_object(json_node_alloc(), b);
+
+    return json_node_equal(na, nb);
+}
+
+bool bdrv_reopen(BlockDriverState *bs, JsonObject *options, GError **errp)
+{
+    g_autoptr(JsonObject) driver_opts = NULL;
+    BlockDriver *drv = bs->drv;
+    int flags = bs->open_flags;
+    bool old_read_only = bs->read_only;
+    int old_flags = bs->open_flags;
+    void *state = NULL;
+    bool prepared = false;
+    bool ok = false;
+
+    assert(qemu_in_main_thread());
+
+    if (options) {
+        g_autoptr(GList) members = json_object_get_members(options);
+        GList *m;
+
+        if (!bdrv_parse_generic_options(options, &flags, errp)) {
+            return false;
+        }
+        driver_opts = json_object_new();
+        for (m = members; m; m = m->next) {
+            if (!bdrv_is_generic_option(m->data)) {
+                json_object_set_member(driver_opts, m->data,
+                                       json_object_dup_member(options,
+                                                              m->data));
+            }
+        }
+        if (!keyval_check_unused(driver_opts, drv->option_names,
+                                 drv->format_name, drv->is_protocol, errp)) {
+            return false;
+        }
+    } else {
+        driver_opts = json_object_ref(bs->options);
+    }
+
+    bdrv_drained_begin(bs);
+
+    if (drv->bdrv_reopen_prepare) {
+        if (drv->bdrv_reopen_prepare(bs, driver_opts, flags, &state,
+                                     errp) < 0) {
+            goto out;
+        }
+        prepared = true;
+    } else if (!bdrv_options_equal(driver_opts, bs->options)) {
+        error_setg(errp, "Block format '%s' used by node '%s' does not "
+                   "support reopening files", drv->format_name,
+                   bs->node_name);
+        goto out;
+    }
+
+    /* The new state must fit the node's users and children. */
+    bs->read_only = !(flags & BDRV_O_RDWR);
+    bs->open_flags = flags;
+    bs->force_share = flags & BDRV_O_FORCE_SHARE;
+    if (!bdrv_refresh_perms(bs, NULL, errp)) {
+        bs->read_only = old_read_only;
+        bs->open_flags = old_flags;
+        bs->force_share = old_flags & BDRV_O_FORCE_SHARE;
+        goto out;
+    }
+
+    if (prepared && drv->bdrv_reopen_commit) {
+        drv->bdrv_reopen_commit(bs, state);
+    }
+    prepared = false;
+    json_object_unref(bs->options);
+    bs->options = json_object_ref(driver_opts);
+    /* New flags may change the limits (O_DIRECT alignment, say). */
+    bdrv_refresh_limits(bs, NULL);
+    ok = true;
+
+out:
+    if (prepared && drv->bdrv_reopen_abort) {
+        drv->bdrv_reopen_abort(bs, state);
+    }
+    bdrv_drained_end(bs);
+    return ok;
 }

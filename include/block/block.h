@@ -175,6 +175,15 @@ bool bdrv_replace_child_bs(BdrvChild *child, BlockDriverState *new_bs,
 int bdrv_try_change_aio_context(BlockDriverState *bs, AioContext *ctx,
                                 GError **errp);
 
+/*
+ * Reopen @bs with @options: the generic options (read-only above all)
+ * and the driver's, which replace the current ones (NULL: keep them, only
+ * the generic ones change).  Drained meanwhile; permissions are checked
+ * again, so making a node with a writer read-only fails.  All or nothing:
+ * on failure nothing changed and @errp says why.  Main thread.
+ */
+bool bdrv_reopen(BlockDriverState *bs, JsonObject *options, GError **errp);
+
 /* ---- I/O, from coroutines in the node's context ---- */
 
 int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset,

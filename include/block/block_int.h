@@ -115,6 +115,17 @@ struct BlockDriver {
                             uint64_t parent_shared, uint64_t *nperm,
                             uint64_t *nshared);
 
+    /*
+     * Reopen with @options (the driver's options, as for .bdrv_open) and
+     * @flags.  prepare checks and may stash state in *@opaque, then
+     * commit applies it or abort drops it.  Without prepare, a reopen
+     * that changes any driver option fails.  Main thread, node drained.
+     */
+    int (*bdrv_reopen_prepare)(BlockDriverState *bs, JsonObject *options,
+                               int flags, void **opaque, GError **errp);
+    void (*bdrv_reopen_commit)(BlockDriverState *bs, void *opaque);
+    void (*bdrv_reopen_abort)(BlockDriverState *bs, void *opaque);
+
     /* Options the driver accepts, for the unknown-option check. */
     const char *const *option_names;
 
@@ -208,6 +219,9 @@ struct BlockDriverState {
 
     /* First error of a write since the last flush, reported by flush. */
     int write_error;
+
+    /* The driver's options as last opened or reopened (main thread). */
+    JsonObject *options;
 
     /* Link in the list of all nodes (main thread). */
     QTAILQ_ENTRY(BlockDriverState) node_list;
