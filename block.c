@@ -14,6 +14,7 @@
 #include "block/block_int.h"
 #include "qemu/keyval.h"
 #include "qemu/main-loop.h"
+#include "sysemu/block-backend.h"
 
 static QTAILQ_HEAD(, BlockDriverState) all_bdrv_states =
     QTAILQ_HEAD_INITIALIZER(all_bdrv_states);
@@ -387,8 +388,10 @@ BdrvChild *bdrv_open_child(BlockDriverState *parent, JsonObject *options,
         }
         bdrv_ref(child_bs);
     } else if (JSON_NODE_HOLDS_OBJECT(node)) {
+        /* Inherit the parent's flags, not the fact that it was probed. */
         child_bs = bdrv_open_options(json_node_get_object(node),
-                                     parent->open_flags, errp);
+                                     parent->open_flags & ~BDRV_O_PROBED,
+                                     errp);
         if (!child_bs) {
             return NULL;
         }
@@ -997,4 +1000,134 @@ out:
     }
     bdrv_drained_end(bs);
     return ok;
+}
+
+/* ---- Opening by file name ---- */
+
+/* How much of an image format probing looks at. */
+#define BDRV_PROBE_BUF_SIZE 2048
+
+BlockDriver *bdrv_probe_format(const uint8_t *buf, int buf_size,
+                               const char *filename)
+{
+    BlockDriver *drv, *best = NULL;
+    int best_score = 0;
+
+    QTAILQ_FOREACH(drv, &bdrv_drivers, list) {
+        int score;
+
+        if (!drv->bdrv_probe) {
+            continue;
+        }
+        score = drv->bdrv_probe(buf, buf_size, filename);
+        if (score > best_score) {
+            best_score = score;
+            best = drv;
+        }
+    }
+    return best;
+}
+
+/* The format of the image behind the protocol node @file. */
+static BlockDriver *bdrv_probe_node(BlockDriverState *file,
+                                    const char *filename, GError **errp)
+{
+    uint8_t buf[BDRV_PROBE_BUF_SIZE] = { 0 };
+    BlockBackend *blk;
+    BlockDriver *drv;
+    int64_t len;
+    int ret;
+
+    blk = blk_new(bdrv_get_aio_context(file), BLK_PERM_CONSISTENT_READ,
+                  BLK_PERM_ALL);
+    if (!blk_insert_bs(blk, file, errp)) {
+        blk_unref(blk);
+        return NULL;
+    }
+    len = blk_getlength(blk);
+    ret = len < 0 ? len :
+          blk_pread(blk, 0, MIN(len, BDRV_PROBE_BUF_SIZE), buf, 0);
+    bdrv_ref(file);
+    blk_unref(blk);
+    bdrv_unref(file);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read image for determining "
+                         "its format");
+        return NULL;
+    }
+
+    drv = bdrv_probe_format(buf, MIN(len, BDRV_PROBE_BUF_SIZE), filename);
+    if (!drv) {
+        error_setg(errp, "Could not determine image format: No compatible "
+                   "driver found");
+    }
+    return drv;
+}
+
+BlockDriverState *bdrv_open(const char *filename, JsonObject *options,
+                            int flags, GError **errp)
+{
+    g_autoptr(JsonObject) opts = NULL;
+    g_autoptr(GList) members = NULL;
+    BlockDriverState *file, *bs;
+    BlockDriver *drv;
+    GList *m;
+
+    assert(qemu_in_main_thread());
+
+    if (keyval_is_json_filename(filename)) {
+        opts = keyval_parse_json_filename(filename, errp);
+        if (!opts) {
+            return NULL;
+        }
+    } else {
+        opts = json_object_new();
+        if (!options || !json_object_has_member(options, "file")) {
+            JsonObject *file_opts = json_object_new();
+
+            json_object_set_string_member(file_opts, "driver", "file");
+            json_object_set_string_member(file_opts, "filename", filename);
+            json_object_set_object_member(opts, "file", file_opts);
+        }
+    }
+    /* What the caller says (-f, -o ...) wins over the name. */
+    if (options) {
+        members = json_object_get_members(options);
+        for (m = members; m; m = m->next) {
+            json_object_set_member(opts, m->data,
+                                   json_object_dup_member(options, m->data));
+        }
+    }
+
+    if (json_object_has_member(opts, "driver")) {
+        return bdrv_open_options(opts, flags, errp);
+    }
+    if (!json_object_has_member(opts, "file") ||
+        !JSON_NODE_HOLDS_OBJECT(json_object_get_member(opts, "file"))) {
+        error_setg(errp, "Parameter 'driver' is missing");
+        return NULL;
+    }
+
+    /* Probe: open the protocol node, look at its first bytes. */
+    file = bdrv_open_options(json_object_get_object_member(opts, "file"),
+                             flags, errp);
+    if (!file) {
+        return NULL;
+    }
+    drv = bdrv_probe_node(file, filename, errp);
+    if (!drv) {
+        bdrv_unref(file);
+        return NULL;
+    }
+    json_object_set_string_member(opts, "driver", drv->format_name);
+    json_object_set_string_member(opts, "file", bdrv_get_node_name(file));
+    bs = bdrv_open_options(opts, flags | BDRV_O_PROBED, errp);
+    bdrv_unref(file);
+    return bs;
+}
+
+bool bdrv_is_probed_raw(BlockDriverState *bs)
+{
+    return (bs->open_flags & BDRV_O_PROBED) &&
+           strcmp(bs->drv->format_name, "raw") == 0;
 }

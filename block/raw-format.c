@@ -22,10 +22,18 @@
 /* A size given by the user must be a whole number of these. */
 #define RAW_SIZE_UNIT 512
 
+/* The part of a probed image whose writes are checked. */
+#define RAW_PROBE_CHECK_SIZE 512
+
 typedef struct BDRVRawState {
     uint64_t offset;            /* where the window starts in the child */
     uint64_t size;              /* its length, if has_size */
     bool has_size;              /* otherwise it runs to the child's end */
+    /*
+     * The format was probed: refuse writes that would make block 0 look
+     * like another format, or the next open would probe that format.
+     */
+    bool probed;
 } BDRVRawState;
 
 static const char *const raw_option_names[] = {
@@ -76,6 +84,7 @@ static int raw_open(BlockDriverState *bs, JsonObject *options, int flags,
     }
     s->has_size = keyval_lookup(options, "size") != NULL &&
                   !JSON_NODE_HOLDS_NULL(keyval_lookup(options, "size"));
+    s->probed = flags & BDRV_O_PROBED;
 
     /* A window makes the child's data differ from ours: not a filter. */
     role = BDRV_CHILD_PRIMARY | (s->offset || s->has_size ?
@@ -124,9 +133,16 @@ static void raw_refresh_limits(BlockDriverState *bs, GError **errp)
 {
     BlockDriverState *child = bs->file->bs;
 
+    BDRVRawState *s = bs->opaque;
+
     /* Whatever the child's role, our requests become its requests. */
     bs->bl.request_alignment = MAX(bs->bl.request_alignment,
                                    child->bl.request_alignment);
+    /* Block 0 of a probed image is checked whole, so it comes whole. */
+    if (s->probed) {
+        bs->bl.request_alignment = MAX(bs->bl.request_alignment,
+                                       RAW_PROBE_CHECK_SIZE);
+    }
     bs->bl.max_transfer = child->bl.max_transfer;
     bs->bl.pwrite_zeroes_alignment = child->bl.pwrite_zeroes_alignment;
     bs->bl.pdiscard_alignment = child->bl.pdiscard_alignment;
@@ -165,12 +181,45 @@ static int coroutine_fn raw_co_preadv(BlockDriverState *bs, int64_t offset,
     return bdrv_co_preadv(bs->file, offset, bytes, qiov, flags);
 }
 
+/*
+ * A write to block 0 of a probed raw image must not make it look like
+ * another format (the next open would trust that header).
+ */
+static int raw_check_probed_write(BDRVRawState *s, int64_t offset,
+                                  QEMUIOVector *qiov)
+{
+    uint8_t head[RAW_PROBE_CHECK_SIZE];
+    BlockDriver *drv;
+
+    if (!s->probed || offset >= RAW_PROBE_CHECK_SIZE) {
+        return 0;
+    }
+    /* The alignment set in refresh_limits makes this whole. */
+    assert(offset == 0 && qiov->size >= RAW_PROBE_CHECK_SIZE);
+    qemu_iovec_to_buf(qiov, 0, head, sizeof(head));
+    drv = bdrv_probe_format(head, sizeof(head), NULL);
+    if (drv && strcmp(drv->format_name, "raw") != 0) {
+        return -EPERM;
+    }
+    return 0;
+}
+
+static int raw_probe(const uint8_t *buf, int buf_size, const char *filename)
+{
+    /* Anything is raw, but anything else is more likely. */
+    return 1;
+}
+
 static int coroutine_fn raw_co_pwritev(BlockDriverState *bs, int64_t offset,
                                        int64_t bytes, QEMUIOVector *qiov,
                                        BdrvRequestFlags flags)
 {
-    int ret = raw_adjust_offset(bs->opaque, &offset, bytes);
+    int ret = raw_check_probed_write(bs->opaque, offset, qiov);
 
+    if (ret < 0) {
+        return ret;
+    }
+    ret = raw_adjust_offset(bs->opaque, &offset, bytes);
     if (ret < 0) {
         return ret;
     }
@@ -286,6 +335,7 @@ static BlockDriver bdrv_raw = {
     .format_name = "raw",
     .instance_size = sizeof(BDRVRawState),
     .bdrv_open = raw_open,
+    .bdrv_probe = raw_probe,
     .bdrv_refresh_limits = raw_refresh_limits,
     .bdrv_co_preadv = raw_co_preadv,
     .bdrv_co_pwritev = raw_co_pwritev,

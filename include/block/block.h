@@ -57,6 +57,7 @@ typedef enum PreallocMode {
 #define BDRV_O_UNMAP        0x4000  /* discard requests reach the host */
 #define BDRV_O_FORCE_SHARE  0x10000 /* force-share=on (read-only only) */
 #define BDRV_O_RESIZE       0x20000 /* the user will resize (a backend) */
+#define BDRV_O_PROBED       0x40000 /* the format was probed, not given */
 
 /* Permissions a parent takes on, or shares of, a child node. */
 enum {
@@ -183,6 +184,24 @@ int bdrv_try_change_aio_context(BlockDriverState *bs, AioContext *ctx,
  * on failure nothing changed and @errp says why.  Main thread.
  */
 bool bdrv_reopen(BlockDriverState *bs, JsonObject *options, GError **errp);
+
+/*
+ * Open an image as the tools name it: @filename is a host file name (the
+ * "file" protocol) or a json:{...} pseudo-file name; @options (may be
+ * NULL) add to or override what the name says, e.g. {"driver": "qed"}
+ * from -f.  Without a driver the format is probed from the first bytes of
+ * the image; a probed raw image restricts writes to its first 512 bytes
+ * (see bdrv_is_probed_raw()).  Returns a node with one reference, or NULL
+ * with @errp set.  Main thread.
+ */
+BlockDriverState *bdrv_open(const char *filename, JsonObject *options,
+                            int flags, GError **errp);
+
+/*
+ * True if @bs is a raw node whose format was probed rather than given:
+ * the tools warn about it as QEMU does.
+ */
+bool bdrv_is_probed_raw(BlockDriverState *bs);
 
 /* ---- I/O, from coroutines in the node's context ---- */
 

@@ -126,6 +126,15 @@ struct BlockDriver {
     void (*bdrv_reopen_commit)(BlockDriverState *bs, void *opaque);
     void (*bdrv_reopen_abort)(BlockDriverState *bs, void *opaque);
 
+    /*
+     * Format probing: how sure the driver is, from the first bytes of an
+     * image (@buf, @buf_size of them; @filename may be NULL), that the
+     * image is in its format.  0: not at all; raw answers 1, real magic
+     * numbers 100.  Any thread.
+     */
+    int (*bdrv_probe)(const uint8_t *buf, int buf_size,
+                      const char *filename);
+
     /* Options the driver accepts, for the unknown-option check. */
     const char *const *option_names;
 
@@ -247,6 +256,13 @@ bool bdrv_child_attach_perms(BdrvChild *child, GError **errp);
 
 /* After unlinking a parent edge of @bs, loosen the permissions below. */
 void bdrv_child_detach_perms(BlockDriverState *bs);
+
+/*
+ * The format driver that best matches the image starting with @buf, or
+ * NULL if none does (no driver with probing is registered).  Any thread.
+ */
+BlockDriver *bdrv_probe_format(const uint8_t *buf, int buf_size,
+                               const char *filename);
 
 /* Account a request of @bs in its node and context counters. */
 void bdrv_inc_in_flight(BlockDriverState *bs);
