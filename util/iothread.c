@@ -7,6 +7,8 @@
 #include "qemu/osdep.h"
 
 #include "qemu/iothread.h"
+#include "qemu/keyval.h"
+#include "qemu/object.h"
 
 struct IOThread {
     char *id;
@@ -99,4 +101,56 @@ void iothread_destroy(IOThread *iothread)
     g_cond_clear(&iothread->init_cond);
     g_free(iothread->id);
     g_free(iothread);
+}
+
+/* ---- The "iothread" user-creatable object ---- */
+
+/*
+ * QEMU's polling and thread-pool tuning properties.  They are validated
+ * and accepted so that command lines written for QEMU work; Sluice's
+ * event loop does not busy-poll, and its pools size themselves.
+ */
+static const char *const iothread_props[] = {
+    "poll-max-ns", "poll-grow", "poll-shrink", "aio-max-batch",
+    "thread-pool-min", "thread-pool-max", NULL,
+};
+
+static void *iothread_object_create(const char *id, JsonObject *props,
+                                    GError **errp)
+{
+    g_autofree char *unknown = keyval_find_unknown(props, iothread_props);
+    int i;
+
+    if (unknown) {
+        error_setg(errp, "Parameter '%s' is unexpected", unknown);
+        return NULL;
+    }
+    for (i = 0; iothread_props[i]; i++) {
+        int64_t v;
+
+        if (!keyval_get_int(props, iothread_props[i], 0, &v, errp)) {
+            return NULL;
+        }
+        if (v < 0) {
+            error_setg(errp, "%s must not be negative", iothread_props[i]);
+            return NULL;
+        }
+    }
+    return iothread_create(id, errp);
+}
+
+static void iothread_object_destroy(void *obj)
+{
+    iothread_destroy(obj);
+}
+
+static const UserCreatableType iothread_type = {
+    .name = "iothread",
+    .create = iothread_object_create,
+    .destroy = iothread_object_destroy,
+};
+
+static void __attribute__((constructor)) iothread_type_init(void)
+{
+    user_creatable_register(&iothread_type);
 }
