@@ -11,6 +11,7 @@
  */
 #include "qemu/osdep.h"
 
+#include "block/aio-wait.h"
 #include "block/block_int.h"
 #include "qemu/keyval.h"
 #include "qemu/main-loop.h"
@@ -178,11 +179,171 @@ static void bdrv_free(BlockDriverState *bs)
     g_free(bs);
 }
 
+/* ---- Backing files ---- */
+
+char *bdrv_get_full_backing_filename(BlockDriverState *bs, GError **errp)
+{
+    const char *slash;
+
+    if (!bs->backing_file[0]) {
+        return NULL;
+    }
+    if (bs->backing_file[0] == '/' ||
+        keyval_is_json_filename(bs->backing_file)) {
+        return g_strdup(bs->backing_file);
+    }
+    if (!bs->filename[0] || keyval_is_json_filename(bs->filename)) {
+        error_setg(errp, "Cannot use relative backing file names for '%s'",
+                   bs->filename);
+        return NULL;
+    }
+    /* Relative to the image's directory, as written (not canonicalised). */
+    slash = strrchr(bs->filename, '/');
+    if (!slash) {
+        return g_strdup(bs->backing_file);
+    }
+    return g_strdup_printf("%.*s%s", (int)(slash - bs->filename + 1),
+                           bs->filename, bs->backing_file);
+}
+
+/*
+ * Open the backing child of a freshly opened @bs: from the "backing"
+ * option @ref (a node name, options, or null for none) or, without one,
+ * from the file recorded in the image.  Backing files are opened
+ * read-only, with the image's cache flags.
+ */
+static bool bdrv_open_backing(BlockDriverState *bs, JsonNode *ref,
+                              GError **errp)
+{
+    int flags = bs->open_flags & ~(BDRV_O_RDWR | BDRV_O_PROBED |
+                                   BDRV_O_RESIZE | BDRV_O_NO_BACKING);
+    g_autofree char *full = NULL;
+    BlockDriverState *backing_bs;
+    GError *local_err = NULL;
+    bool ok;
+
+    if (ref && JSON_NODE_HOLDS_NULL(ref)) {
+        return true;
+    }
+    if (ref && JSON_NODE_HOLDS_VALUE(ref) &&
+        json_node_get_value_type(ref) == G_TYPE_STRING) {
+        backing_bs = bdrv_find_node(json_node_get_string(ref));
+        if (!backing_bs) {
+            error_setg(errp, "Cannot find device='%s' nor node-name='%s'",
+                       json_node_get_string(ref), json_node_get_string(ref));
+            return false;
+        }
+        bdrv_ref(backing_bs);
+    } else if (ref && JSON_NODE_HOLDS_OBJECT(ref)) {
+        backing_bs = bdrv_open_options(json_node_get_object(ref), flags,
+                                       errp);
+        if (!backing_bs) {
+            return false;
+        }
+    } else if (ref) {
+        error_setg(errp, "Invalid parameter type for 'backing', expected: "
+                   "BlockdevRefOrNull");
+        return false;
+    } else {
+        g_autoptr(JsonObject) opts = json_object_new();
+
+        if (!bs->backing_file[0] || (bs->open_flags & BDRV_O_NO_BACKING)) {
+            return true;
+        }
+        full = bdrv_get_full_backing_filename(bs, &local_err);
+        if (!full) {
+            error_setg(errp, "Could not open backing file: %s",
+                       local_err->message);
+            g_error_free(local_err);
+            return false;
+        }
+        if (bs->backing_format[0]) {
+            json_object_set_string_member(opts, "driver", bs->backing_format);
+        }
+        backing_bs = bdrv_open(full, opts, flags, &local_err);
+        if (!backing_bs) {
+            error_setg(errp, "Could not open backing file: %s",
+                       local_err->message);
+            g_error_free(local_err);
+            return false;
+        }
+    }
+
+    ok = bdrv_attach_child(bs, backing_bs, "backing", BDRV_CHILD_COW,
+                           errp) != NULL;
+    bdrv_unref(backing_bs);
+    return ok;
+}
+
+bool bdrv_set_backing_hd(BlockDriverState *bs, BlockDriverState *backing_hd,
+                         GError **errp)
+{
+    assert(qemu_in_main_thread());
+    if (!bs->drv->supports_backing) {
+        error_setg(errp, "Driver '%s' of node '%s' does not support backing "
+                   "files", bs->drv->format_name, bs->node_name);
+        return false;
+    }
+    if (bs->backing && backing_hd) {
+        return bdrv_replace_child_bs(bs->backing, backing_hd, errp);
+    }
+    if (bs->backing) {
+        bdrv_unref_child(bs, bs->backing);
+    }
+    if (backing_hd) {
+        return bdrv_attach_child(bs, backing_hd, "backing", BDRV_CHILD_COW,
+                                 errp) != NULL;
+    }
+    return true;
+}
+
+int bdrv_change_backing_file(BlockDriverState *bs, const char *backing_file,
+                             const char *backing_fmt, GError **errp)
+{
+    int ret;
+
+    assert(qemu_in_main_thread());
+    if (backing_file && !backing_file[0]) {
+        backing_file = NULL;
+    }
+    if (backing_fmt && !backing_fmt[0]) {
+        backing_fmt = NULL;
+    }
+    if (!bs->drv->bdrv_change_backing_file) {
+        error_setg(errp, "Driver '%s' does not support changing the backing "
+                   "file", bs->drv->format_name);
+        return -ENOTSUP;
+    }
+    if (backing_file && strlen(backing_file) >= sizeof(bs->backing_file)) {
+        error_setg(errp, "Backing file name too long");
+        return -EINVAL;
+    }
+    if (backing_fmt && strlen(backing_fmt) >= sizeof(bs->backing_format)) {
+        error_setg(errp, "Backing format name too long");
+        return -EINVAL;
+    }
+
+    bdrv_drained_begin(bs);
+    ret = bs->drv->bdrv_change_backing_file(bs, backing_file, backing_fmt);
+    bdrv_drained_end(bs);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not change the backing file");
+        return ret;
+    }
+    g_strlcpy(bs->backing_file, backing_file ?: "",
+              sizeof(bs->backing_file));
+    g_strlcpy(bs->backing_format, backing_fmt ?: "",
+              sizeof(bs->backing_format));
+    return 0;
+}
+
 BlockDriverState *bdrv_open_driver(BlockDriver *drv, const char *node_name,
                                    JsonObject *options, int flags,
                                    GError **errp)
 {
     g_autoptr(JsonObject) no_options = NULL;
+    g_autoptr(JsonObject) driver_options = NULL;
+    g_autoptr(JsonNode) backing = NULL;
     BlockDriverState *bs;
     GError *local_err = NULL;
     int ret;
@@ -192,6 +353,22 @@ BlockDriverState *bdrv_open_driver(BlockDriver *drv, const char *node_name,
     /* Drivers read their options without checking for NULL. */
     if (!options) {
         options = no_options = json_object_new();
+    }
+    /* "backing" is the block layer's business, not the driver's. */
+    if (drv->supports_backing && json_object_has_member(options, "backing")) {
+        backing = json_object_dup_member(options, "backing");
+        g_autoptr(GList) members = json_object_get_members(options);
+        GList *m;
+
+        driver_options = json_object_new();
+        for (m = members; m; m = m->next) {
+            if (strcmp(m->data, "backing")) {
+                json_object_set_member(driver_options, m->data,
+                                       json_object_dup_member(options,
+                                                              m->data));
+            }
+        }
+        options = driver_options;
     }
     if (!keyval_check_unused(options, drv->option_names, drv->format_name,
                              drv->is_protocol, errp)) {
@@ -231,7 +408,21 @@ BlockDriverState *bdrv_open_driver(BlockDriver *drv, const char *node_name,
         return NULL;
     }
 
+    /* A format or filter reads what its file reads. */
+    if (!bs->filename[0] && bs->file) {
+        g_strlcpy(bs->filename, bs->file->bs->filename, sizeof(bs->filename));
+    }
+    if (backing) {
+        json_object_set_member(bs->options, "backing",
+                               json_node_copy(backing));
+    }
+
     QTAILQ_INSERT_TAIL(&all_bdrv_states, bs, node_list);
+
+    if (drv->supports_backing && !bdrv_open_backing(bs, backing, errp)) {
+        bdrv_unref(bs);
+        return NULL;
+    }
     return bs;
 }
 
@@ -663,6 +854,22 @@ static bool bdrv_refresh_perms(BlockDriverState *bs, BdrvChild *changed,
 bool bdrv_child_attach_perms(BdrvChild *child, GError **errp)
 {
     return bdrv_refresh_perms(child->bs, child, errp);
+}
+
+bool bdrv_child_try_set_perm(BdrvChild *c, uint64_t perm, uint64_t shared,
+                             GError **errp)
+{
+    uint64_t old_perm = c->perm, old_shared = c->shared_perm;
+
+    assert(qemu_in_main_thread());
+    c->perm = perm;
+    c->shared_perm = shared;
+    if (!bdrv_refresh_perms(c->bs, c, errp)) {
+        c->perm = old_perm;
+        c->shared_perm = old_shared;
+        return false;
+    }
+    return true;
 }
 
 void bdrv_child_detach_perms(BlockDriverState *bs)
@@ -1130,4 +1337,292 @@ bool bdrv_is_probed_raw(BlockDriverState *bs)
 {
     return (bs->open_flags & BDRV_O_PROBED) &&
            strcmp(bs->drv->format_name, "raw") == 0;
+}
+
+/* ---- Running a coroutine to completion from the main thread ---- */
+
+typedef struct BdrvSyncCo {
+    CoroutineEntry *entry;
+    void *opaque;
+    bool done;
+} BdrvSyncCo;
+
+static void coroutine_fn bdrv_sync_co_entry(void *opaque)
+{
+    BdrvSyncCo *s = opaque;
+
+    s->entry(s->opaque);
+    qatomic_store_release(&s->done, true);
+    aio_wait_kick();
+}
+
+/*
+ * Run @entry(@opaque) in a coroutine in @ctx and poll until it returns
+ * (directly when already in a coroutine).  Main thread.
+ */
+static void bdrv_run_co(AioContext *ctx, CoroutineEntry *entry,
+                        void *opaque)
+{
+    BdrvSyncCo s = { .entry = entry, .opaque = opaque };
+
+    if (qemu_in_coroutine()) {
+        entry(opaque);
+        return;
+    }
+    aio_co_enter(ctx, qemu_coroutine_create(bdrv_sync_co_entry, &s));
+    AIO_WAIT_WHILE(ctx, !qatomic_load_acquire(&s.done));
+}
+
+/* ---- Image creation ---- */
+
+BlockDriver *bdrv_find_protocol(const char *filename, GError **errp)
+{
+    const char *sep = strstr(filename, "://");
+    g_autofree char *proto = NULL;
+    BlockDriver *drv;
+
+    if (!sep || keyval_is_json_filename(filename)) {
+        return bdrv_find_format("file");
+    }
+    /* Only a name of letters, digits and '-' before "://" is a scheme. */
+    proto = g_strndup(filename, sep - filename);
+    if (proto[strspn(proto, "abcdefghijklmnopqrstuvwxyz"
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-+.")]) {
+        return bdrv_find_format("file");
+    }
+    drv = bdrv_find_format(proto);
+    if (!drv || !drv->is_protocol) {
+        error_setg(errp, "Unknown protocol '%s'", proto);
+        return NULL;
+    }
+    return drv;
+}
+
+static int bdrv_opt_desc_cmp(const void *a, const void *b)
+{
+    const BlockOptDesc *x = a, *y = b;
+
+    return strcmp(x->name, y->name);
+}
+
+BlockOptDesc *bdrv_create_opts_list(BlockDriver *drv, const char *filename)
+{
+    BlockDriver *proto = NULL;
+    GArray *list = g_array_new(TRUE, TRUE, sizeof(BlockOptDesc));
+    const BlockOptDesc *d;
+    guint i;
+
+    if (!drv->is_protocol) {
+        proto = filename ? bdrv_find_protocol(filename, NULL) :
+                bdrv_find_format("file");
+    }
+    for (d = drv->create_opts; d && d->name; d++) {
+        g_array_append_vals(list, d, 1);
+    }
+    for (d = proto ? proto->create_opts : NULL; d && d->name; d++) {
+        for (i = 0; i < list->len; i++) {
+            if (!strcmp(g_array_index(list, BlockOptDesc, i).name,
+                        d->name)) {
+                break;
+            }
+        }
+        if (i == list->len) {
+            g_array_append_vals(list, d, 1);
+        }
+    }
+    g_array_sort(list, bdrv_opt_desc_cmp);
+    return (BlockOptDesc *)g_array_free(list, FALSE);
+}
+
+typedef struct BdrvCreateCo {
+    BlockDriver *drv;
+    const char *filename;
+    JsonObject *opts;
+    GError **errp;
+    int ret;
+} BdrvCreateCo;
+
+static void coroutine_fn bdrv_create_co_entry(void *opaque)
+{
+    BdrvCreateCo *c = opaque;
+
+    c->ret = c->drv->bdrv_co_create_opts(c->drv, c->filename, c->opts,
+                                         c->errp);
+}
+
+int bdrv_create(BlockDriver *drv, const char *filename, JsonObject *opts,
+                GError **errp)
+{
+    g_autoptr(JsonObject) none = json_object_new();
+    BdrvCreateCo c = {
+        .drv = drv, .filename = filename, .opts = opts ?: none,
+        .errp = errp,
+    };
+
+    assert(qemu_in_main_thread());
+    if (!drv->bdrv_co_create_opts) {
+        error_setg(errp, "Format driver '%s' does not support image "
+                   "creation", drv->format_name);
+        return -ENOTSUP;
+    }
+    bdrv_run_co(qemu_get_aio_context(), bdrv_create_co_entry, &c);
+    return c.ret;
+}
+
+int coroutine_fn bdrv_co_create_file(const char *filename, JsonObject *opts,
+                                     GError **errp)
+{
+    g_autoptr(JsonObject) proto_opts = json_object_new();
+    BlockDriver *proto = bdrv_find_protocol(filename, errp);
+    const BlockOptDesc *d;
+
+    if (!proto) {
+        return -ENOENT;
+    }
+    if (!proto->bdrv_co_create_opts) {
+        error_setg(errp, "Protocol driver '%s' does not support image "
+                   "creation", proto->format_name);
+        return -ENOTSUP;
+    }
+    for (d = proto->create_opts; d && d->name; d++) {
+        if (opts && json_object_has_member(opts, d->name)) {
+            json_object_set_member(proto_opts, d->name,
+                                   json_object_dup_member(opts, d->name));
+        }
+    }
+    return proto->bdrv_co_create_opts(proto, filename, proto_opts, errp);
+}
+
+/* ---- Image information and checks ---- */
+
+typedef struct BdrvInfoCo {
+    BlockDriverState *bs;
+    BlockDriverInfo *bdi;
+    BdrvCheckResult *res;
+    BdrvCheckMode fix;
+    int64_t ret;
+} BdrvInfoCo;
+
+static void coroutine_fn bdrv_get_info_entry(void *opaque)
+{
+    BdrvInfoCo *c = opaque;
+
+    c->ret = c->bs->drv->bdrv_co_get_info(c->bs, c->bdi);
+}
+
+int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
+{
+    BdrvInfoCo c = { .bs = bs, .bdi = bdi };
+
+    assert(qemu_in_main_thread());
+    memset(bdi, 0, sizeof(*bdi));
+    if (!bs->drv->bdrv_co_get_info) {
+        return -ENOTSUP;
+    }
+    bdrv_run_co(bdrv_get_aio_context(bs), bdrv_get_info_entry, &c);
+    return c.ret;
+}
+
+static void coroutine_fn bdrv_allocated_size_entry(void *opaque)
+{
+    BdrvInfoCo *c = opaque;
+
+    c->ret = c->bs->drv->bdrv_co_get_allocated_file_size(c->bs);
+}
+
+int64_t bdrv_get_allocated_file_size(BlockDriverState *bs)
+{
+    BdrvInfoCo c = { .bs = bs };
+    int64_t sum = 0, n;
+    BdrvChild *child;
+    bool any = false;
+
+    assert(qemu_in_main_thread());
+    if (bs->drv->bdrv_co_get_allocated_file_size) {
+        bdrv_run_co(bdrv_get_aio_context(bs), bdrv_allocated_size_entry,
+                    &c);
+        return c.ret;
+    }
+    /* A format or filter occupies what its storage children occupy. */
+    QLIST_FOREACH(child, &bs->children, next) {
+        if (child != bs->file &&
+            (!(child->role & (BDRV_CHILD_DATA | BDRV_CHILD_METADATA)) ||
+             (child->role & BDRV_CHILD_COW))) {
+            continue;
+        }
+        n = bdrv_get_allocated_file_size(child->bs);
+        if (n < 0) {
+            return n;
+        }
+        sum += n;
+        any = true;
+    }
+    return any ? sum : -ENOTSUP;
+}
+
+static void coroutine_fn bdrv_getlength_entry(void *opaque)
+{
+    BdrvInfoCo *c = opaque;
+
+    c->ret = bdrv_co_getlength(c->bs);
+}
+
+int64_t bdrv_getlength(BlockDriverState *bs)
+{
+    BdrvInfoCo c = { .bs = bs };
+
+    bdrv_run_co(bdrv_get_aio_context(bs), bdrv_getlength_entry, &c);
+    return c.ret;
+}
+
+static void coroutine_fn bdrv_check_entry(void *opaque)
+{
+    BdrvInfoCo *c = opaque;
+
+    c->ret = c->bs->drv->bdrv_co_check(c->bs, c->res, c->fix);
+}
+
+int bdrv_check(BlockDriverState *bs, BdrvCheckResult *res,
+               BdrvCheckMode fix)
+{
+    BdrvInfoCo c = { .bs = bs, .res = res, .fix = fix };
+
+    assert(qemu_in_main_thread());
+    memset(res, 0, sizeof(*res));
+    if (!bs->drv->bdrv_co_check) {
+        return -ENOTSUP;
+    }
+    /* No request of another user may change the metadata under it. */
+    bdrv_drained_begin(bs);
+    bdrv_run_co(bdrv_get_aio_context(bs), bdrv_check_entry, &c);
+    bdrv_drained_end(bs);
+    return c.ret;
+}
+
+/* ---- Cache modes ---- */
+
+bool bdrv_parse_cache_mode(const char *mode, int *flags, bool *writethrough)
+{
+    int f = *flags & ~(BDRV_O_NOCACHE | BDRV_O_NO_FLUSH);
+    bool wt;
+
+    if (!strcmp(mode, "off") || !strcmp(mode, "none")) {
+        f |= BDRV_O_NOCACHE;
+        wt = false;
+    } else if (!strcmp(mode, "directsync")) {
+        f |= BDRV_O_NOCACHE;
+        wt = true;
+    } else if (!strcmp(mode, "writeback")) {
+        wt = false;
+    } else if (!strcmp(mode, "unsafe")) {
+        f |= BDRV_O_NO_FLUSH;
+        wt = false;
+    } else if (!strcmp(mode, "writethrough")) {
+        wt = true;
+    } else {
+        return false;
+    }
+    *flags = f;
+    *writethrough = wt;
+    return true;
 }

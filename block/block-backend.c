@@ -25,6 +25,8 @@ struct BlockBackend {
     BdrvChild *root;            /* main thread; stable while requests run */
     uint64_t perm;
     uint64_t shared_perm;
+    /* cache=writethrough/directsync turn it off; main thread writes it. */
+    bool enable_write_cache;
 
     AioDrainHandler *drain_handler;
 
@@ -196,6 +198,7 @@ BlockBackend *blk_new(AioContext *ctx, uint64_t perm, uint64_t shared_perm)
     BlockBackend *blk = g_new0(BlockBackend, 1);
 
     blk->refcnt = 1;
+    blk->enable_write_cache = true;
     blk->ctx = ctx;
     blk->perm = perm;
     blk->shared_perm = shared_perm;
@@ -231,6 +234,71 @@ BlockBackend *blk_new_open_driver(BlockDriver *drv, const char *node_name,
     }
     bdrv_unref(bs);
     return blk;
+}
+
+BlockBackend *blk_new_open(const char *filename, JsonObject *options,
+                           int flags, GError **errp)
+{
+    uint64_t perm = BLK_PERM_CONSISTENT_READ;
+    uint64_t shared = BLK_PERM_ALL;
+    BlockDriverState *bs;
+    BlockBackend *blk;
+
+    if (flags & BDRV_O_RDWR) {
+        perm |= BLK_PERM_WRITE;
+    }
+    if (flags & BDRV_O_RESIZE) {
+        perm |= BLK_PERM_RESIZE;
+    }
+    if (flags & BDRV_O_NO_SHARE) {
+        shared = BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED;
+    }
+
+    if (filename) {
+        bs = bdrv_open(filename, options, flags, errp);
+    } else {
+        bs = bdrv_open_options(options, flags, errp);
+    }
+    if (!bs) {
+        return NULL;
+    }
+    blk = blk_new(bdrv_get_aio_context(bs), perm, shared);
+    if (!blk_insert_bs(blk, bs, errp)) {
+        blk_unref(blk);
+        bdrv_unref(bs);
+        return NULL;
+    }
+    bdrv_unref(bs);
+    return blk;
+}
+
+void blk_set_enable_write_cache(BlockBackend *blk, bool wce)
+{
+    qatomic_set(&blk->enable_write_cache, wce);
+}
+
+bool blk_enable_write_cache(BlockBackend *blk)
+{
+    return qatomic_read(&blk->enable_write_cache);
+}
+
+bool blk_set_perm(BlockBackend *blk, uint64_t perm, uint64_t shared_perm,
+                  GError **errp)
+{
+    assert(qemu_in_main_thread());
+    if (blk->root &&
+        !bdrv_child_try_set_perm(blk->root, perm, shared_perm, errp)) {
+        return false;
+    }
+    blk->perm = perm;
+    blk->shared_perm = shared_perm;
+    return true;
+}
+
+void blk_get_perm(BlockBackend *blk, uint64_t *perm, uint64_t *shared_perm)
+{
+    *perm = blk->perm;
+    *shared_perm = blk->shared_perm;
 }
 
 bool blk_insert_bs(BlockBackend *blk, BlockDriverState *bs, GError **errp)
@@ -438,6 +506,15 @@ static int64_t coroutine_fn blk_co_request(BlockBackend *blk,
         break;
     default:
         g_assert_not_reached();
+    }
+    /*
+     * Without a write cache, a write completes only once it is stable.
+     * A flush of the whole node makes it so whatever the driver supports,
+     * which is what FUA would ask of each layer.
+     */
+    if (ret >= 0 && !qatomic_read(&blk->enable_write_cache) &&
+        (type == BLK_REQ_WRITE || type == BLK_REQ_ZEROES)) {
+        ret = bdrv_co_flush(blk->root->bs);
     }
 out:
     blk_dec_in_flight(blk, ctx);

@@ -331,6 +331,47 @@ static int coroutine_fn raw_co_truncate(BlockDriverState *bs,
                             flags, errp);
 }
 
+static const BlockOptDesc raw_create_opts[] = {
+    { "size", BLOCK_OPT_TYPE_SIZE, "Virtual disk size" },
+    { NULL }
+};
+
+/* A raw image is its file: create that with every option. */
+static int coroutine_fn raw_co_create_opts(BlockDriver *drv,
+                                           const char *filename,
+                                           JsonObject *opts, GError **errp)
+{
+    return bdrv_co_create_file(filename, opts, errp);
+}
+
+/* A raw image is as big as its data, preallocated or not. */
+static BlockMeasureInfo *raw_measure(JsonObject *opts,
+                                     BlockDriverState *in_bs,
+                                     GError **errp)
+{
+    BlockMeasureInfo *info;
+    uint64_t size;
+
+    if (in_bs) {
+        int64_t len = bdrv_getlength(in_bs);
+
+        if (len < 0) {
+            error_setg_errno(errp, -len, "Unable to get image virtual_size");
+            return NULL;
+        }
+        size = len;
+    } else {
+        if (!keyval_get_size(opts, "size", 0, &size, errp)) {
+            return NULL;
+        }
+        size = QEMU_ALIGN_UP(size, BDRV_SECTOR_SIZE);
+    }
+    info = g_new0(BlockMeasureInfo, 1);
+    info->required = size;
+    info->fully_allocated = size;
+    return info;
+}
+
 static BlockDriver bdrv_raw = {
     .format_name = "raw",
     .instance_size = sizeof(BDRVRawState),
@@ -347,6 +388,9 @@ static BlockDriver bdrv_raw = {
     .bdrv_co_block_status = raw_co_block_status,
     .bdrv_co_truncate = raw_co_truncate,
     .option_names = raw_option_names,
+    .create_opts = raw_create_opts,
+    .bdrv_co_create_opts = raw_co_create_opts,
+    .bdrv_measure = raw_measure,
 };
 
 static void __attribute__((constructor)) bdrv_raw_init(void)

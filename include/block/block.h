@@ -58,6 +58,8 @@ typedef enum PreallocMode {
 #define BDRV_O_FORCE_SHARE  0x10000 /* force-share=on (read-only only) */
 #define BDRV_O_RESIZE       0x20000 /* the user will resize (a backend) */
 #define BDRV_O_PROBED       0x40000 /* the format was probed, not given */
+#define BDRV_O_NO_BACKING   0x80000 /* do not open the backing file */
+#define BDRV_O_NO_SHARE     0x100000 /* a backend shares no write/resize */
 
 /* Permissions a parent takes on, or shares of, a child node. */
 enum {
@@ -202,6 +204,165 @@ BlockDriverState *bdrv_open(const char *filename, JsonObject *options,
  * the tools warn about it as QEMU does.
  */
 bool bdrv_is_probed_raw(BlockDriverState *bs);
+
+/*
+ * Parse a cache mode as -t takes it (none, writeback, writethrough,
+ * directsync, unsafe; "off" is none): set or clear BDRV_O_NOCACHE and
+ * BDRV_O_NO_FLUSH in *@flags and say whether the guest-visible write
+ * cache is off (*@writethrough).  Returns false for an unknown mode,
+ * leaving both untouched.
+ */
+bool bdrv_parse_cache_mode(const char *mode, int *flags,
+                           bool *writethrough);
+
+/* ---- Backing files ---- */
+
+/*
+ * A node whose driver supports backing files has the generic option
+ * "backing": a node name or options open that node as its backing child,
+ * null opens none, and when absent the file named in the image
+ * (bs->backing_file, format bs->backing_format or probed) is opened
+ * unless BDRV_O_NO_BACKING is set.  Names relative to a plain image file
+ * are relative to its directory.
+ */
+
+/*
+ * The name of the backing file recorded in @bs made usable: relative
+ * names are resolved against the directory of @bs's file.  NULL (and no
+ * error) when @bs has no backing file; NULL with @errp set when it cannot
+ * be resolved (the image is not a plain file).  Main thread.
+ */
+char *bdrv_get_full_backing_filename(BlockDriverState *bs, GError **errp);
+
+/*
+ * Make @backing_hd (may be NULL: none) the backing child of @bs,
+ * replacing any present one; the image header is not touched.  Returns
+ * false with @errp set (nothing changed) if @bs's driver has no backing
+ * files or permissions conflict.  Main thread.
+ */
+bool bdrv_set_backing_hd(BlockDriverState *bs, BlockDriverState *backing_hd,
+                         GError **errp);
+
+/*
+ * Record @backing_file (NULL or "": none) and @backing_fmt (may be NULL)
+ * in @bs's image.  -ENOTSUP if the format cannot, other negative errno
+ * on I/O errors, with @errp set.  Main thread; @bs must be writable.
+ */
+int bdrv_change_backing_file(BlockDriverState *bs, const char *backing_file,
+                             const char *backing_fmt, GError **errp);
+
+/* ---- Image creation ---- */
+
+typedef enum BlockOptType {
+    BLOCK_OPT_TYPE_STRING,
+    BLOCK_OPT_TYPE_BOOL,
+    BLOCK_OPT_TYPE_NUMBER,
+    BLOCK_OPT_TYPE_SIZE,
+} BlockOptType;
+
+/*
+ * One creation (or amend) option of a driver, as `-o help` lists it.
+ * Lists end with a NULL name.  Parsed values are stored in a JsonObject
+ * under @name: strings as strings, bools as booleans, numbers and sizes
+ * as integers.
+ */
+typedef struct BlockOptDesc {
+    const char *name;
+    BlockOptType type;
+    const char *help;
+} BlockOptDesc;
+
+/*
+ * The protocol driver for @filename: "file" for a plain name (others
+ * claim URIs such as nbd://).  NULL with @errp set if none.
+ */
+BlockDriver *bdrv_find_protocol(const char *filename, GError **errp);
+
+/*
+ * The options `create -f @drv` accepts: the driver's own, then, for a
+ * format, those of the protocol for @filename (may be NULL: "file"),
+ * without duplicates, sorted by name.  Free with g_free() (not the
+ * entries).  Main thread.
+ */
+BlockOptDesc *bdrv_create_opts_list(BlockDriver *drv, const char *filename);
+
+/*
+ * Create an image of format @drv named @filename with the parsed
+ * options @opts (at least "size" for most drivers; unknown keys were
+ * refused by the caller).  Returns 0 or a negative errno with @errp set.
+ * Runs the driver's coroutine and polls.  Main thread.
+ */
+int bdrv_create(BlockDriver *drv, const char *filename, JsonObject *opts,
+                GError **errp);
+
+/*
+ * For format drivers' create: create @filename with the protocol driver,
+ * passing it the options of @opts that the protocol knows.  Coroutine
+ * in the main context.
+ */
+int coroutine_fn bdrv_co_create_file(const char *filename, JsonObject *opts,
+                                     GError **errp);
+
+/* ---- Image information and checks ---- */
+
+typedef struct BlockDriverInfo {
+    int cluster_size;       /* 0: the format has no clusters */
+    bool is_dirty;          /* the image was not closed cleanly */
+} BlockDriverInfo;
+
+/*
+ * Fill @bdi from the driver (zeroed first).  Returns 0, -ENOTSUP if the
+ * driver has nothing to say, or another negative errno.  Main thread.
+ */
+int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi);
+
+/*
+ * Bytes the image occupies on the host (for "disk size"): the driver's
+ * answer, by default the sum over its file and data children; -ENOTSUP
+ * if unknown, another negative errno on error.  Main thread.
+ */
+int64_t bdrv_get_allocated_file_size(BlockDriverState *bs);
+
+/* Synchronous bdrv_co_getlength() for the main thread. */
+int64_t bdrv_getlength(BlockDriverState *bs);
+
+typedef enum BdrvCheckMode {
+    BDRV_FIX_LEAKS  = 1,
+    BDRV_FIX_ERRORS = 2,
+} BdrvCheckMode;
+
+typedef struct BlockFragInfo {
+    uint64_t allocated_clusters;
+    uint64_t total_clusters;
+    uint64_t fragmented_clusters;
+    uint64_t compressed_clusters;
+} BlockFragInfo;
+
+/* What a consistency check found, and fixed (qemu-img check's report). */
+typedef struct BdrvCheckResult {
+    int corruptions;
+    int leaks;
+    int check_errors;
+    int corruptions_fixed;
+    int leaks_fixed;
+    int64_t image_end_offset;
+    BlockFragInfo bfi;
+} BdrvCheckResult;
+
+/*
+ * Check @bs's metadata, repairing what @fix allows; @res is zeroed
+ * first.  Returns 0 (the findings are in @res), -ENOTSUP if the format
+ * has no check, or another negative errno if the check could not run.
+ * Main thread; runs drained.
+ */
+int bdrv_check(BlockDriverState *bs, BdrvCheckResult *res,
+               BdrvCheckMode fix);
+
+/* Space an image needs (qemu-img measure). */
+typedef struct BlockMeasureInfo {
+    uint64_t required;
+    uint64_t fully_allocated;
+} BlockMeasureInfo;
 
 /* ---- I/O, from coroutines in the node's context ---- */
 

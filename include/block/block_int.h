@@ -138,6 +138,53 @@ struct BlockDriver {
     /* Options the driver accepts, for the unknown-option check. */
     const char *const *option_names;
 
+    /* The driver has backing files: the generic "backing" option. */
+    bool supports_backing;
+
+    /*
+     * Image creation: the options (NULL-terminated) and the function.
+     * @opts holds parsed values (see BlockOptDesc) and may hold options
+     * of the protocol too, which a format passes on with
+     * bdrv_co_create_file().  Coroutine in the main context.
+     */
+    const BlockOptDesc *create_opts;
+    int coroutine_fn (*bdrv_co_create_opts)(BlockDriver *drv,
+                                            const char *filename,
+                                            JsonObject *opts,
+                                            GError **errp);
+
+    /* Fill @bdi (zeroed by the caller).  Main context coroutine. */
+    int coroutine_fn (*bdrv_co_get_info)(BlockDriverState *bs,
+                                         BlockDriverInfo *bdi);
+    /* Host bytes used; see bdrv_get_allocated_file_size(). */
+    int64_t coroutine_fn (*bdrv_co_get_allocated_file_size)(
+        BlockDriverState *bs);
+
+    /* Consistency check and repair; @bs is drained by the caller. */
+    int coroutine_fn (*bdrv_co_check)(BlockDriverState *bs,
+                                      BdrvCheckResult *res,
+                                      BdrvCheckMode fix);
+
+    /* Record a new backing file name and format in the image header. */
+    int (*bdrv_change_backing_file)(BlockDriverState *bs,
+                                    const char *backing_file,
+                                    const char *backing_fmt);
+
+    /*
+     * qemu-img measure: space needed for an image of this format with
+     * creation options @opts, holding the data of @in_bs (NULL: an empty
+     * image of @opts' "size").  NULL with @errp set on error.
+     */
+    BlockMeasureInfo *(*bdrv_measure)(JsonObject *opts,
+                                      BlockDriverState *in_bs,
+                                      GError **errp);
+
+    /* qemu-img amend: change creation options of an open image. */
+    const BlockOptDesc *amend_opts;
+    int coroutine_fn (*bdrv_co_amend)(BlockDriverState *bs,
+                                      JsonObject *opts, bool force,
+                                      GError **errp);
+
     QTAILQ_ENTRY(BlockDriver) list;
 };
 
@@ -182,6 +229,18 @@ struct BlockDriverState {
     void *opaque;               /* driver state, drv->instance_size bytes */
 
     char node_name[32];
+    /*
+     * What the node reads: a protocol's file name, set by its driver at
+     * open; a format or filter node copies its "file" child's.
+     */
+    char filename[PATH_MAX];
+    /*
+     * The backing file recorded in the image, as written there (may be
+     * relative), and its format ("" if not recorded).  Set by the driver
+     * at open and by bdrv_change_backing_file().
+     */
+    char backing_file[PATH_MAX];
+    char backing_format[16];
     int refcnt;                 /* main thread */
     int open_flags;             /* BDRV_O_* */
     bool read_only;
@@ -253,6 +312,13 @@ void bdrv_default_perms(BlockDriverState *bs, BdrvChild *c,
  * conflict: the caller unlinks it again.  Main thread.
  */
 bool bdrv_child_attach_perms(BdrvChild *child, GError **errp);
+
+/*
+ * Change what the parent of @c holds and shares on its child; false with
+ * @errp set (and nothing changed) on a conflict.  Main thread.
+ */
+bool bdrv_child_try_set_perm(BdrvChild *c, uint64_t perm, uint64_t shared,
+                             GError **errp);
 
 /* After unlinking a parent edge of @bs, loosen the permissions below. */
 void bdrv_child_detach_perms(BlockDriverState *bs);

@@ -59,6 +59,12 @@
 
 /* Round n down/up to a multiple of m (any m > 0). */
 #define QEMU_ALIGN_DOWN(n, m) ((n) / (m) * (m))
+/* Binary size units. */
+#define KiB     (INT64_C(1) << 10)
+#define MiB     (INT64_C(1) << 20)
+#define GiB     (INT64_C(1) << 30)
+#define TiB     (INT64_C(1) << 40)
+
 #define QEMU_ALIGN_UP(n, m) QEMU_ALIGN_DOWN((n) + (m) - 1, (m))
 #define QEMU_IS_ALIGNED(n, m) (((n) % (m)) == 0)
 #define DIV_ROUND_UP(n, d) (((n) + (d) - 1) / (d))

@@ -33,6 +33,32 @@ BlockBackend *blk_new_open_driver(BlockDriver *drv, const char *node_name,
                                   JsonObject *options, int flags,
                                   GError **errp);
 
+/*
+ * Open an image as bdrv_open() does (@filename may be NULL when @options
+ * name everything; @options is borrowed) and put a backend on it.  The
+ * backend takes CONSISTENT_READ, WRITE with BDRV_O_RDWR and RESIZE with
+ * BDRV_O_RESIZE; it shares everything, or only CONSISTENT_READ and
+ * WRITE_UNCHANGED with BDRV_O_NO_SHARE.  NULL with @errp set on error.
+ * Main thread.
+ */
+BlockBackend *blk_new_open(const char *filename, JsonObject *options,
+                           int flags, GError **errp);
+
+/*
+ * With the write cache off (cache=writethrough, directsync), every write
+ * is made stable before it completes (FUA).  On by default.  Main thread.
+ */
+void blk_set_enable_write_cache(BlockBackend *blk, bool wce);
+bool blk_enable_write_cache(BlockBackend *blk);
+
+/*
+ * Change the permissions the backend holds and shares; false with @errp
+ * set (nothing changed) on a conflict.  Main thread.
+ */
+bool blk_set_perm(BlockBackend *blk, uint64_t perm, uint64_t shared_perm,
+                  GError **errp);
+void blk_get_perm(BlockBackend *blk, uint64_t *perm, uint64_t *shared_perm);
+
 /* Drop a reference; the last one removes the node and frees the backend. */
 void blk_unref(BlockBackend *blk);
 

@@ -26,7 +26,6 @@
 #include "qemu/main-loop.h"
 #include "sysemu/block-backend.h"
 
-#define MiB (1024 * 1024)
 #define QEMU_IO "/usr/bin/qemu-io"
 #define QEMU_IMG "/usr/bin/qemu-img"
 
