@@ -931,11 +931,13 @@ BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
 
     bdrv_ref(child_bs);
     bdrv_drained_begin(child_bs);
+    bdrv_graph_wrlock();
     QLIST_INSERT_HEAD(&parent_bs->children, child, next);
     QLIST_INSERT_HEAD(&child_bs->parents, child, next_parent);
     if (!bdrv_child_attach_perms(child, errp)) {
         QLIST_REMOVE(child, next);
         QLIST_REMOVE(child, next_parent);
+        bdrv_graph_wrunlock();
         bdrv_drained_end(child_bs);
         g_free(child->name);
         g_free(child);
@@ -947,6 +949,7 @@ BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
     } else if (strcmp(child_name, "backing") == 0) {
         parent_bs->backing = child;
     }
+    bdrv_graph_wrunlock();
     bdrv_drained_end(child_bs);
     return child;
 }
@@ -959,6 +962,7 @@ void bdrv_unref_child(BlockDriverState *parent, BdrvChild *child)
     assert(child->opaque == parent);
 
     bdrv_drained_begin(child_bs);
+    bdrv_graph_wrlock();
     QLIST_REMOVE(child, next);
     QLIST_REMOVE(child, next_parent);
     if (parent->file == child) {
@@ -968,6 +972,7 @@ void bdrv_unref_child(BlockDriverState *parent, BdrvChild *child)
         parent->backing = NULL;
     }
     bdrv_child_detach_perms(child_bs);
+    bdrv_graph_wrunlock();
     bdrv_drained_end(child_bs);
 
     g_free(child->name);
@@ -1039,6 +1044,7 @@ int bdrv_try_change_aio_context(BlockDriverState *bs, AioContext *ctx,
     /* Nothing runs on the component in either context while it moves. */
     bdrv_context_drained_begin(old_ctx);
     bdrv_context_drained_begin(ctx);
+    bdrv_graph_wrlock();
 
     g_hash_table_iter_init(&iter, nodes);
     while (g_hash_table_iter_next(&iter, &key, NULL)) {
@@ -1077,6 +1083,7 @@ int bdrv_try_change_aio_context(BlockDriverState *bs, AioContext *ctx,
         }
     }
 
+    bdrv_graph_wrunlock();
     bdrv_context_drained_end(ctx);
     bdrv_context_drained_end(old_ctx);
     return 0;
@@ -1101,6 +1108,7 @@ bool bdrv_replace_child_bs(BdrvChild *child, BlockDriverState *new_bs,
 
     bdrv_ref(new_bs);
     bdrv_drained_begin(old_bs);
+    bdrv_graph_wrlock();
     QLIST_REMOVE(child, next_parent);
     child->bs = new_bs;
     QLIST_INSERT_HEAD(&new_bs->parents, child, next_parent);
@@ -1108,11 +1116,13 @@ bool bdrv_replace_child_bs(BdrvChild *child, BlockDriverState *new_bs,
         QLIST_REMOVE(child, next_parent);
         child->bs = old_bs;
         QLIST_INSERT_HEAD(&old_bs->parents, child, next_parent);
+        bdrv_graph_wrunlock();
         bdrv_drained_end(old_bs);
         bdrv_unref(new_bs);
         return false;
     }
     bdrv_child_detach_perms(old_bs);
+    bdrv_graph_wrunlock();
     bdrv_drained_end(old_bs);
     bdrv_unref(old_bs);
     return true;
@@ -1351,7 +1361,9 @@ static void coroutine_fn bdrv_sync_co_entry(void *opaque)
 {
     BdrvSyncCo *s = opaque;
 
+    bdrv_graph_co_rdlock();
     s->entry(s->opaque);
+    bdrv_graph_co_rdunlock();
     qatomic_store_release(&s->done, true);
     aio_wait_kick();
 }
@@ -1366,7 +1378,9 @@ static void bdrv_run_co(AioContext *ctx, CoroutineEntry *entry,
     BdrvSyncCo s = { .entry = entry, .opaque = opaque };
 
     if (qemu_in_coroutine()) {
+        bdrv_graph_co_rdlock();
         entry(opaque);
+        bdrv_graph_co_rdunlock();
         return;
     }
     aio_co_enter(ctx, qemu_coroutine_create(bdrv_sync_co_entry, &s));
@@ -1450,6 +1464,16 @@ static void coroutine_fn bdrv_create_co_entry(void *opaque)
                                          c->errp);
 }
 
+/* Like bdrv_sync_co_entry(), without the graph read lock. */
+static void coroutine_fn bdrv_create_sync_entry(void *opaque)
+{
+    BdrvSyncCo *s = opaque;
+
+    s->entry(s->opaque);
+    qatomic_store_release(&s->done, true);
+    aio_wait_kick();
+}
+
 int bdrv_create(BlockDriver *drv, const char *filename, JsonObject *opts,
                 GError **errp)
 {
@@ -1465,7 +1489,19 @@ int bdrv_create(BlockDriver *drv, const char *filename, JsonObject *opts,
                    "creation", drv->format_name);
         return -ENOTSUP;
     }
-    bdrv_run_co(qemu_get_aio_context(), bdrv_create_co_entry, &c);
+    /*
+     * Not bdrv_run_co(): creating an image opens and closes nodes, which
+     * must not happen under the graph read lock.
+     */
+    if (qemu_in_coroutine()) {
+        bdrv_create_co_entry(&c);
+    } else {
+        BdrvSyncCo s = { .entry = bdrv_create_co_entry, .opaque = &c };
+
+        aio_co_enter(qemu_get_aio_context(),
+                     qemu_coroutine_create(bdrv_create_sync_entry, &s));
+        AIO_WAIT_WHILE(NULL, !qatomic_load_acquire(&s.done));
+    }
     return c.ret;
 }
 

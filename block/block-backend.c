@@ -325,9 +325,11 @@ bool blk_insert_bs(BlockBackend *blk, BlockDriverState *bs, GError **errp)
 
     bdrv_ref(bs);
     bdrv_drained_begin(bs);
+    bdrv_graph_wrlock();
     QLIST_INSERT_HEAD(&bs->parents, child, next_parent);
     if (!bdrv_child_attach_perms(child, errp)) {
         QLIST_REMOVE(child, next_parent);
+        bdrv_graph_wrunlock();
         bdrv_drained_end(bs);
         g_free(child->name);
         g_free(child);
@@ -335,6 +337,7 @@ bool blk_insert_bs(BlockBackend *blk, BlockDriverState *bs, GError **errp)
         return false;
     }
     blk->root = child;
+    bdrv_graph_wrunlock();
     bdrv_drained_end(bs);
     return true;
 }
@@ -350,9 +353,11 @@ void blk_remove_bs(BlockBackend *blk)
     }
     bs = child->bs;
     bdrv_drained_begin(bs);
+    bdrv_graph_wrlock();
     QLIST_REMOVE(child, next_parent);
     blk->root = NULL;
     bdrv_child_detach_perms(bs);
+    bdrv_graph_wrunlock();
     bdrv_drained_end(bs);
 
     g_free(child->name);
@@ -453,9 +458,16 @@ static int64_t coroutine_fn blk_co_request(BlockBackend *blk,
                                            BdrvRequestFlags flags,
                                            BlkRequestExtra *x)
 {
-    AioContext *ctx = blk_enter_request(blk);
+    AioContext *ctx;
     int64_t ret;
 
+    /*
+     * A request queued by a drain must not hold the graph lock, so nobody
+     * may call us holding one (see graph-lock.h); we take it past the gate.
+     */
+    assert_bdrv_graph_unlocked();
+    ctx = blk_enter_request(blk);
+    bdrv_graph_co_rdlock();
     if (!blk->root) {
         ret = -ENOMEDIUM;
         if (type == BLK_REQ_TRUNCATE) {
@@ -517,6 +529,7 @@ static int64_t coroutine_fn blk_co_request(BlockBackend *blk,
         ret = bdrv_co_flush(blk->root->bs);
     }
 out:
+    bdrv_graph_co_rdunlock();
     blk_dec_in_flight(blk, ctx);
     return ret;
 }

@@ -181,6 +181,7 @@ int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset,
                                 int64_t bytes, QEMUIOVector *qiov,
                                 BdrvRequestFlags flags)
 {
+    GRAPH_RDLOCK_GUARD();
     BlockDriverState *bs = child->bs;
     uint32_t align = bs->bl.request_alignment;
     BdrvTrackedRequest req;
@@ -390,6 +391,7 @@ int coroutine_fn bdrv_co_pwritev(BdrvChild *child, int64_t offset,
                                  int64_t bytes, QEMUIOVector *qiov,
                                  BdrvRequestFlags flags)
 {
+    GRAPH_RDLOCK_GUARD();
     assert(!(flags & BDRV_REQ_ZERO_WRITE));
     return bdrv_co_do_pwritev(child, offset, bytes, qiov, flags);
 }
@@ -397,6 +399,7 @@ int coroutine_fn bdrv_co_pwritev(BdrvChild *child, int64_t offset,
 int coroutine_fn bdrv_co_pwrite_zeroes(BdrvChild *child, int64_t offset,
                                        int64_t bytes, BdrvRequestFlags flags)
 {
+    GRAPH_RDLOCK_GUARD();
     return bdrv_co_do_pwritev(child, offset, bytes, NULL,
                               flags | BDRV_REQ_ZERO_WRITE);
 }
@@ -406,6 +409,7 @@ int coroutine_fn bdrv_co_pwrite_zeroes(BdrvChild *child, int64_t offset,
 int coroutine_fn bdrv_co_pdiscard(BdrvChild *child, int64_t offset,
                                   int64_t bytes)
 {
+    GRAPH_RDLOCK_GUARD();
     BlockDriverState *bs = child->bs;
     uint32_t align;
     int64_t start, end;
@@ -441,6 +445,7 @@ int coroutine_fn bdrv_co_pdiscard(BdrvChild *child, int64_t offset,
 
 int coroutine_fn bdrv_co_flush(BlockDriverState *bs)
 {
+    GRAPH_RDLOCK_GUARD();
     BdrvChild *c;
     int ret = 0;
     int r;
@@ -475,6 +480,7 @@ int coroutine_fn bdrv_co_flush(BlockDriverState *bs)
 
 int64_t coroutine_fn bdrv_co_getlength(BlockDriverState *bs)
 {
+    GRAPH_RDLOCK_GUARD();
     int64_t len;
 
     if (!bs->drv) {
@@ -498,6 +504,7 @@ int coroutine_fn bdrv_co_truncate(BdrvChild *child, int64_t offset,
                                   bool exact, PreallocMode prealloc,
                                   BdrvRequestFlags flags, GError **errp)
 {
+    GRAPH_RDLOCK_GUARD();
     BlockDriverState *bs = child->bs;
     BdrvTrackedRequest req;
     int64_t old_size;
@@ -547,6 +554,7 @@ int coroutine_fn bdrv_co_block_status(BlockDriverState *bs, int64_t offset,
                                       int64_t bytes, int64_t *pnum,
                                       int64_t *map, BlockDriverState **file)
 {
+    GRAPH_RDLOCK_GUARD();
     int64_t length;
     int64_t local_map = 0;
     BlockDriverState *local_file = NULL;
@@ -609,6 +617,7 @@ int coroutine_fn bdrv_co_block_status_above(BlockDriverState *bs,
                                             BlockDriverState **file,
                                             int *depth)
 {
+    GRAPH_RDLOCK_GUARD();
     BlockDriverState *p;
     int64_t n = bytes;
     int64_t top_eof_at = -1;    /* n at which the top node ends, if known */
@@ -712,6 +721,7 @@ static bool bdrv_drain_busy(AioContext *ctx)
 
 void coroutine_mixed_fn bdrv_context_drained_begin(AioContext *ctx)
 {
+    assert_bdrv_graph_unlocked();
     if (qemu_in_coroutine()) {
         bdrv_co_yield_to_drain(ctx, true);
         return;
@@ -767,6 +777,7 @@ static bool bdrv_drain_all_busy(void)
 void bdrv_drain_all_begin(void)
 {
     assert(qemu_in_main_thread());
+    assert_bdrv_graph_unlocked();
     bdrv_drain_code_enter();
     aio_context_drain_all_begin();
     bdrv_drain_code_leave();

@@ -91,6 +91,7 @@ Coroutine *qemu_coroutine_create(CoroutineEntry *entry, void *opaque)
     qatomic_set(&co->scheduled, NULL);
     QSIMPLEQ_INIT(&co->co_queue_wakeup);
     co->locks_held = 0;
+    co->graph_rdlock_depth = 0;
     return co;
 }
 

@@ -8,6 +8,7 @@
 #define BLOCK_BLOCK_INT_H
 
 #include "block/block.h"
+#include "block/graph-lock.h"
 #include "qemu/co-lock.h"
 
 /* Limits a driver reports in .bdrv_refresh_limits; 0 means "none". */

@@ -48,6 +48,12 @@ struct Coroutine {
 
     /* CoMutex/CoRwlock held, for assertions. */
     unsigned int locks_held;
+
+    /*
+     * Read locks of the block graph held (nested; see graph-lock.h).
+     * Only the coroutine itself touches it.
+     */
+    unsigned int graph_rdlock_depth;
 };
 
 /* Backend (coroutine-ucontext.c): allocate, free and switch stacks. */
