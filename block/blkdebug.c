@@ -1215,10 +1215,7 @@ static int coroutine_fn blkdebug_co_preadv(BlockDriverState *bs,
     return bdrv_co_preadv(bs->file, offset, bytes, qiov, flags);
 }
 
-/*
- * The pwritev events are QEMU's block layer's, raised on the node being
- * written; until block/io.c raises them, blkdebug does for itself.
- */
+/* block/io.c raises the pwritev events around this, as QEMU's does. */
 static int coroutine_fn blkdebug_co_pwritev(BlockDriverState *bs,
                                             int64_t offset, int64_t bytes,
                                             QEMUIOVector *qiov,
@@ -1227,12 +1224,10 @@ static int coroutine_fn blkdebug_co_pwritev(BlockDriverState *bs,
     int ret;
 
     blkdebug_assert_aligned(bs, offset, bytes);
-    bdrv_debug_event(bs, BLKDBG_PWRITEV);
     ret = blkdebug_rule_check(bs, offset, bytes, BLKDEBUG_IO_TYPE_WRITE);
     if (ret == 0) {
         ret = bdrv_co_pwritev(bs->file, offset, bytes, qiov, flags);
     }
-    bdrv_debug_event(bs, BLKDBG_PWRITEV_DONE);
     return ret;
 }
 

@@ -14,6 +14,7 @@
 #include "qemu/osdep.h"
 
 #include "block/aio-wait.h"
+#include "block/blkdebug.h"
 #include "block/block_int.h"
 #include "qemu/main-loop.h"
 
@@ -272,11 +273,20 @@ static int coroutine_fn bdrv_aligned_pwritev(BlockDriverState *bs,
                                              size_t qiov_offset,
                                              BdrvRequestFlags flags)
 {
+    int ret;
+
+    /* blkdebug rules and breakpoints hook the write of the node itself. */
     if (flags & BDRV_REQ_ZERO_WRITE) {
-        return bdrv_aligned_zeroes(bs, offset, bytes,
-                                   flags & ~BDRV_REQ_ZERO_WRITE);
+        bdrv_debug_event(bs, BLKDBG_PWRITEV_ZERO);
+        ret = bdrv_aligned_zeroes(bs, offset, bytes,
+                                  flags & ~BDRV_REQ_ZERO_WRITE);
+    } else {
+        bdrv_debug_event(bs, BLKDBG_PWRITEV);
+        ret = bdrv_driver_rw(bs, true, offset, bytes, qiov, qiov_offset,
+                             flags);
     }
-    return bdrv_driver_rw(bs, true, offset, bytes, qiov, qiov_offset, flags);
+    bdrv_debug_event(bs, BLKDBG_PWRITEV_DONE);
+    return ret;
 }
 
 /*
@@ -299,18 +309,22 @@ static int coroutine_fn bdrv_rmw_pwritev(BlockDriverState *bs,
     /* Head and tail blocks (the same block for a small request). */
     qemu_iovec_init_buf(&bounce, buf, align);
     if (offset != a_off) {
+        bdrv_debug_event(bs, BLKDBG_PWRITEV_RMW_HEAD);
         ret = bdrv_aligned_preadv(bs, a_off, align, &bounce, 0, 0);
         if (ret < 0) {
             return ret;
         }
+        bdrv_debug_event(bs, BLKDBG_PWRITEV_RMW_AFTER_HEAD);
     }
     if ((offset + bytes) % align &&
         (a_end - align > a_off || offset == a_off)) {
         qemu_iovec_init_buf(&bounce, buf + (a_end - align - a_off), align);
+        bdrv_debug_event(bs, BLKDBG_PWRITEV_RMW_TAIL);
         ret = bdrv_aligned_preadv(bs, a_end - align, align, &bounce, 0, 0);
         if (ret < 0) {
             return ret;
         }
+        bdrv_debug_event(bs, BLKDBG_PWRITEV_RMW_AFTER_TAIL);
     }
 
     if (flags & BDRV_REQ_ZERO_WRITE) {
@@ -455,8 +469,13 @@ int coroutine_fn bdrv_co_flush(BlockDriverState *bs)
     }
 
     bdrv_inc_in_flight(bs);
+    /* As QEMU's, the flush events hook the node's primary child. */
+    BLKDBG_EVENT(bs->file, BLKDBG_FLUSH_TO_OS);
     if (bs->drv->bdrv_co_flush_to_os) {
         ret = bs->drv->bdrv_co_flush_to_os(bs);
+    }
+    if (ret == 0 && !(bs->open_flags & BDRV_O_NO_FLUSH)) {
+        BLKDBG_EVENT(bs->file, BLKDBG_FLUSH_TO_DISK);
     }
     if (ret == 0 && bs->drv->bdrv_co_flush_to_disk) {
         ret = bs->drv->bdrv_co_flush_to_disk(bs);

@@ -250,25 +250,6 @@ static int coroutine_fn raw_co_pdiscard(BlockDriverState *bs,
     return bdrv_co_pdiscard(bs->file, offset, bytes);
 }
 
-/*
- * The block layer flushes our child itself after these.  They only
- * raise the events QEMU's block layer raises on a node's primary child
- * when the node is flushed; drop them once block/io.c does that.
- */
-static int coroutine_fn raw_co_flush_to_os(BlockDriverState *bs)
-{
-    BLKDBG_EVENT(bs->file, BLKDBG_FLUSH_TO_OS);
-    return 0;
-}
-
-static int coroutine_fn raw_co_flush_to_disk(BlockDriverState *bs)
-{
-    if (!(bs->open_flags & BDRV_O_NO_FLUSH)) {
-        BLKDBG_EVENT(bs->file, BLKDBG_FLUSH_TO_DISK);
-    }
-    return 0;
-}
-
 static int64_t coroutine_fn raw_co_getlength(BlockDriverState *bs)
 {
     BDRVRawState *s = bs->opaque;
@@ -382,8 +363,6 @@ static BlockDriver bdrv_raw = {
     .bdrv_co_pwritev = raw_co_pwritev,
     .bdrv_co_pwrite_zeroes = raw_co_pwrite_zeroes,
     .bdrv_co_pdiscard = raw_co_pdiscard,
-    .bdrv_co_flush_to_os = raw_co_flush_to_os,
-    .bdrv_co_flush_to_disk = raw_co_flush_to_disk,
     .bdrv_co_getlength = raw_co_getlength,
     .bdrv_co_block_status = raw_co_block_status,
     .bdrv_co_truncate = raw_co_truncate,

@@ -534,6 +534,111 @@ static void test_events_from_format(void)
     blk_unref(blk);
 }
 
+/* ---- Events raised by the block layer ---- */
+
+typedef enum OpType { OP_WRITE, OP_ZEROES, OP_FLUSH } OpType;
+
+typedef struct Op {
+    BlockBackend *blk;
+    OpType type;
+    int64_t offset;
+    int ret;
+    bool done;
+} Op;
+
+static void coroutine_fn op_entry(void *opaque)
+{
+    Op *op = opaque;
+    uint8_t buf[512] = { 0 };
+    QEMUIOVector qiov;
+
+    qemu_iovec_init_buf(&qiov, buf, sizeof(buf));
+    switch (op->type) {
+    case OP_WRITE:
+        op->ret = blk_co_pwritev(op->blk, op->offset, sizeof(buf), &qiov, 0);
+        break;
+    case OP_ZEROES:
+        op->ret = blk_co_pwrite_zeroes(op->blk, op->offset, 4096, 0);
+        break;
+    case OP_FLUSH:
+        op->ret = blk_co_flush(op->blk);
+        break;
+    }
+    qatomic_store_release(&op->done, true);
+    aio_wait_kick();
+}
+
+/*
+ * Start @type on @blk and check that it stops at breakpoint @event of
+ * @dbg (the blkdebug node) and completes once resumed.
+ */
+static void check_event_stops(BlockBackend *blk, BlockDriverState *dbg,
+                              const char *event, OpType type,
+                              int64_t offset)
+{
+    Op op = { .blk = blk, .type = type, .offset = offset };
+
+    g_assert_cmpint(blkdebug_debug_breakpoint(dbg, event, "E"), ==, 0);
+    aio_co_enter(blk_get_aio_context(blk),
+                 qemu_coroutine_create(op_entry, &op));
+    if (!blkdebug_debug_is_suspended(dbg, "E")) {
+        g_error("no request stopped at '%s'", event);
+    }
+    g_assert_false(qatomic_load_acquire(&op.done));
+    g_assert_cmpint(blkdebug_debug_resume(dbg, "E"), ==, 0);
+    AIO_WAIT_WHILE(blk_get_aio_context(blk), !qatomic_load_acquire(&op.done));
+    g_assert_cmpint(op.ret, ==, 0);
+}
+
+static void test_events_from_block_layer(void)
+{
+    BlockBackend *blk;
+    BlockDriverState *dbg;
+    Op op = { 0 };
+
+    /* Writes to the blkdebug node itself; align makes 512 B unaligned. */
+    blk = open_blk("driver=blkdebug,align=4096,image.driver=null-co");
+    dbg = blk_bs(blk);
+    check_event_stops(blk, dbg, "pwritev", OP_WRITE, 0);
+    check_event_stops(blk, dbg, "pwritev_done", OP_WRITE, 4096);
+    check_event_stops(blk, dbg, "pwritev_rmw_head", OP_WRITE, 4096 + 512);
+    check_event_stops(blk, dbg, "pwritev_rmw_after_head", OP_WRITE, 512);
+    check_event_stops(blk, dbg, "pwritev_rmw_tail", OP_WRITE, 8192);
+    check_event_stops(blk, dbg, "pwritev_rmw_after_tail", OP_WRITE, 8192);
+    check_event_stops(blk, dbg, "pwritev_zero", OP_ZEROES, 0);
+    /* Flushing blkdebug raises the flush events on its child only. */
+    op.blk = blk;
+    op.type = OP_FLUSH;
+    g_assert_cmpint(blkdebug_debug_breakpoint(dbg, "flush_to_os", "F"),
+                    ==, 0);
+    run_in_coroutine(op_entry, &op);
+    g_assert_cmpint(op.ret, ==, 0);
+    g_assert_false(blkdebug_debug_is_suspended(dbg, "F"));
+    g_assert_cmpint(blkdebug_debug_remove_breakpoint(dbg, "F"), ==, 0);
+    blk_unref(blk);
+
+    /* A format above it raises them on its file: the blkdebug node. */
+    blk = open_blk("driver=raw,file.driver=blkdebug,"
+                   "file.image.driver=null-co");
+    dbg = blk_bs(blk)->file->bs;
+    check_event_stops(blk, dbg, "flush_to_os", OP_FLUSH, 0);
+    check_event_stops(blk, dbg, "flush_to_disk", OP_FLUSH, 0);
+    blk_unref(blk);
+
+    /* cache.no-flush: nothing goes to the disk, so no flush_to_disk. */
+    blk = open_blk("driver=raw,cache.no-flush=on,file.driver=blkdebug,"
+                   "file.image.driver=null-co");
+    dbg = blk_bs(blk)->file->bs;
+    g_assert_cmpint(blkdebug_debug_breakpoint(dbg, "flush_to_disk", "D"),
+                    ==, 0);
+    op.blk = blk;
+    op.done = false;
+    run_in_coroutine(op_entry, &op);
+    g_assert_cmpint(op.ret, ==, 0);
+    g_assert_false(blkdebug_debug_is_suspended(dbg, "D"));
+    blk_unref(blk);
+}
+
 static void test_event_names(void)
 {
     int i;
@@ -1206,5 +1311,7 @@ int main(int argc, char **argv)
     g_test_add_func("/blkdebug/options/inline-forms", test_inline_forms);
     g_test_add_func("/blkdebug/config/file", test_config_file);
     g_test_add_func("/blkdebug/config/errors", test_config_errors);
+    g_test_add_func("/blkdebug/events/block-layer",
+                    test_events_from_block_layer);
     return g_test_run();
 }
