@@ -469,8 +469,9 @@ static bool bdrv_parse_generic_options(JsonObject *options, int *flags,
         return false;
     }
     *flags = (*flags & ~(BDRV_O_RDWR | BDRV_O_NOCACHE | BDRV_O_NO_FLUSH |
-                         BDRV_O_FORCE_SHARE)) |
+                         BDRV_O_FORCE_SHARE | BDRV_O_AUTO_RDONLY)) |
              (read_only ? 0 : BDRV_O_RDWR) |
+             (auto_ro ? BDRV_O_AUTO_RDONLY : 0) |
              (direct ? BDRV_O_NOCACHE : 0) |
              (no_flush ? BDRV_O_NO_FLUSH : 0) |
              (force_share ? BDRV_O_FORCE_SHARE : 0);

@@ -381,6 +381,7 @@ static int raw_open(BlockDriverState *bs, JsonObject *options, int flags,
         .drop_cache = true,
     };
     g_autoptr(JsonObject) none = NULL;
+    GError *local_err = NULL;
     RawOptions o;
     struct stat st;
     int ret;
@@ -400,8 +401,18 @@ static int raw_open(BlockDriverState *bs, JsonObject *options, int flags,
     s->drop_cache = o.drop_cache;
     s->check_cache_dropped = o.check_cache_dropped;
 
-    ret = raw_open_fd(s->filename, flags, errp);
+    ret = raw_open_fd(s->filename, flags, &local_err);
+    if ((ret == -EACCES || ret == -EROFS) && (flags & BDRV_O_RDWR) &&
+        (flags & BDRV_O_AUTO_RDONLY)) {
+        /* auto-read-only: settle for reading what we may not write. */
+        g_clear_error(&local_err);
+        flags &= ~BDRV_O_RDWR;
+        bs->open_flags = flags;
+        bs->read_only = true;
+        ret = raw_open_fd(s->filename, flags, &local_err);
+    }
     if (ret < 0) {
+        g_propagate_error(errp, local_err);
         goto fail;
     }
     s->lk.fd = ret;

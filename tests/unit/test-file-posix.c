@@ -1492,6 +1492,69 @@ static void add_engine_tests(const char *name, GTestDataFunc fn,
     }
 }
 
+/*
+ * auto-read-only: a file that cannot be opened for writing opens
+ * read-only instead, and a writer is then refused.
+ */
+static void test_auto_read_only(void)
+{
+    static const char sysfs_ro[] =
+        "/sys/kernel/mm/transparent_hugepage/hpage_pmd_size";
+    g_autofree char *tmp = NULL;
+    g_autofree char *expect = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(JsonObject) opts = NULL;
+    const char *path;
+    BlockDriverState *bs;
+    BlockBackend *blk;
+
+    /* root may write any file: use one the kernel refuses to open RW. */
+    if (geteuid() == 0) {
+        int fd = open(sysfs_ro, O_RDWR);
+
+        if (fd >= 0 || errno != EACCES) {
+            if (fd >= 0) {
+                close(fd);
+            }
+            g_test_skip("running as root and no file refuses O_RDWR");
+            return;
+        }
+        path = sysfs_ro;
+    } else {
+        tmp = tmp_file("ro");
+        make_file(tmp, 4096, 0);
+        g_assert_cmpint(chmod(tmp, 0444), ==, 0);
+        path = tmp;
+    }
+
+    opts = opts_new("filename", path, NULL);
+    g_assert_null(bdrv_open_driver(file_drv(), NULL, opts, BDRV_O_RDWR,
+                                   &err));
+    expect = g_strdup_printf("Could not open '%s': Permission denied", path);
+    g_assert_cmpstr(err->message, ==, expect);
+    g_clear_error(&err);
+
+    g_clear_pointer(&opts, json_object_unref);
+    opts = opts_new("driver", "file", "filename", path,
+                    "auto-read-only", "on", NULL);
+    bs = bdrv_open_options(opts, BDRV_O_RDWR, &err);
+    g_assert_no_error(err);
+    g_assert_true(bdrv_is_read_only(bs));
+    g_assert_false(bs->open_flags & BDRV_O_RDWR);
+
+    blk = blk_new(qemu_get_aio_context(), BLK_PERM_CONSISTENT_READ,
+                  BLK_PERM_ALL);
+    g_assert_true(blk_insert_bs(blk, bs, &err));
+    g_assert_false(blk_set_perm(blk, BLK_PERM_CONSISTENT_READ |
+                                BLK_PERM_WRITE, BLK_PERM_ALL, &err));
+    g_assert_cmpstr(err->message, ==, "Block node is read-only");
+    blk_unref(blk);
+    bdrv_unref(bs);
+    if (tmp) {
+        unlink(tmp);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -1521,6 +1584,7 @@ int main(int argc, char **argv)
                     test_lock_conflict_in_process);
     g_test_add_func("/file-posix/lock/qemu-io", test_lock_qemu_io);
     g_test_add_func("/file-posix/reopen", test_reopen);
+    g_test_add_func("/file-posix/auto-read-only", test_auto_read_only);
 
     ret = g_test_run();
     if (tmp_dir) {
