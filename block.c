@@ -552,6 +552,31 @@ BlockDriverState *bdrv_open_options(JsonObject *options, int flags,
     return bdrv_open_driver(drv, node_name, driver_opts, flags, errp);
 }
 
+/*
+ * A child given by options with a filename and no driver is a file, as in
+ * QEMU (--image-opts driver=raw,file.filename=x).  Returns a new
+ * reference to @o or to a copy with "driver" added.
+ */
+static JsonObject *bdrv_child_options_with_driver(JsonObject *o)
+{
+    g_autoptr(GList) members = NULL;
+    JsonObject *copy;
+    GList *m;
+
+    if (json_object_has_member(o, "driver") ||
+        !json_object_has_member(o, "filename")) {
+        return json_object_ref(o);
+    }
+    copy = json_object_new();
+    members = json_object_get_members(o);
+    for (m = members; m; m = m->next) {
+        json_object_set_member(copy, m->data,
+                               json_object_dup_member(o, m->data));
+    }
+    json_object_set_string_member(copy, "driver", "file");
+    return copy;
+}
+
 BdrvChild *bdrv_open_child(BlockDriverState *parent, JsonObject *options,
                            const char *name, unsigned int role,
                            bool allow_none, GError **errp)
@@ -580,8 +605,11 @@ BdrvChild *bdrv_open_child(BlockDriverState *parent, JsonObject *options,
         }
         bdrv_ref(child_bs);
     } else if (JSON_NODE_HOLDS_OBJECT(node)) {
+        g_autoptr(JsonObject) copts =
+            bdrv_child_options_with_driver(json_node_get_object(node));
+
         /* Inherit the parent's flags, not the fact that it was probed. */
-        child_bs = bdrv_open_options(json_node_get_object(node),
+        child_bs = bdrv_open_options(copts,
                                      parent->open_flags & ~BDRV_O_PROBED,
                                      errp);
         if (!child_bs) {
@@ -1293,7 +1321,9 @@ BlockDriverState *bdrv_open(const char *filename, JsonObject *options,
 
     assert(qemu_in_main_thread());
 
-    if (keyval_is_json_filename(filename)) {
+    if (!filename) {
+        opts = json_object_new();
+    } else if (keyval_is_json_filename(filename)) {
         opts = keyval_parse_json_filename(filename, errp);
         if (!opts) {
             return NULL;
@@ -1322,17 +1352,25 @@ BlockDriverState *bdrv_open(const char *filename, JsonObject *options,
     }
     if (!json_object_has_member(opts, "file") ||
         !JSON_NODE_HOLDS_OBJECT(json_object_get_member(opts, "file"))) {
-        error_setg(errp, "Parameter 'driver' is missing");
+        if (filename) {
+            error_setg(errp, "Parameter 'driver' is missing");
+        } else {
+            error_setg(errp, "Must specify either driver or file");
+        }
         return NULL;
     }
 
     /* Probe: open the protocol node, look at its first bytes. */
-    file = bdrv_open_options(json_object_get_object_member(opts, "file"),
-                             flags, errp);
+    {
+        g_autoptr(JsonObject) fopts = bdrv_child_options_with_driver(
+            json_object_get_object_member(opts, "file"));
+
+        file = bdrv_open_options(fopts, flags, errp);
+    }
     if (!file) {
         return NULL;
     }
-    drv = bdrv_probe_node(file, filename, errp);
+    drv = bdrv_probe_node(file, filename ?: file->filename, errp);
     if (!drv) {
         bdrv_unref(file);
         return NULL;

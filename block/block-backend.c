@@ -254,11 +254,7 @@ BlockBackend *blk_new_open(const char *filename, JsonObject *options,
         shared = BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED;
     }
 
-    if (filename) {
-        bs = bdrv_open(filename, options, flags, errp);
-    } else {
-        bs = bdrv_open_options(options, flags, errp);
-    }
+    bs = bdrv_open(filename, options, flags, errp);
     if (!bs) {
         return NULL;
     }

@@ -190,9 +190,11 @@ bool bdrv_reopen(BlockDriverState *bs, JsonObject *options, GError **errp);
 
 /*
  * Open an image as the tools name it: @filename is a host file name (the
- * "file" protocol) or a json:{...} pseudo-file name; @options (may be
- * NULL) add to or override what the name says, e.g. {"driver": "qed"}
- * from -f.  Without a driver the format is probed from the first bytes of
+ * "file" protocol) or a json:{...} pseudo-file name, or NULL when
+ * @options say everything (--image-opts); @options (may be NULL) add to
+ * or override what the name says, e.g. {"driver": "qed"} from -f.  A
+ * "file" given as options with a filename and no driver is a file node.
+ * Without a driver the format is probed from the first bytes of
  * the image; a probed raw image restricts writes to its first 512 bytes
  * (see bdrv_is_probed_raw()).  Returns a node with one reference, or NULL
  * with @errp set.  Main thread.

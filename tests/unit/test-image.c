@@ -148,6 +148,43 @@ static BlockDriverState *open_cow(const char *top, const char *backing,
     return bdrv_open_options(opts, flags, errp);
 }
 
+/* ---- Opening ---- */
+
+/* --image-opts: everything in the options, files without a driver. */
+static void test_open_without_filename(void)
+{
+    g_autofree char *path = tmp_path("opts.raw");
+    g_autoptr(GError) err = NULL;
+    g_autofree char *with_drv = NULL;
+    g_autofree char *probe = NULL;
+    g_autofree char *bare = NULL;
+    g_autoptr(JsonObject) o1 = NULL;
+    g_autoptr(JsonObject) o2 = NULL;
+    g_autoptr(JsonObject) o3 = NULL;
+    BlockDriverState *bs;
+
+    make_raw(path, 4096, 0);
+    with_drv = g_strdup_printf("driver=raw,file.filename=%s", path);
+    o1 = keyval_parse(with_drv, NULL, &err);
+    bs = bdrv_open(NULL, o1, 0, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(bdrv_get_format_name(bs->file->bs), ==, "file");
+    g_assert_false(bdrv_is_probed_raw(bs));
+    bdrv_unref(bs);
+
+    probe = g_strdup_printf("file.filename=%s", path);
+    o2 = keyval_parse(probe, NULL, &err);
+    bs = bdrv_open(NULL, o2, 0, &err);
+    g_assert_no_error(err);
+    g_assert_true(bdrv_is_probed_raw(bs));
+    bdrv_unref(bs);
+
+    bare = g_strdup_printf("filename=%s", path);
+    o3 = keyval_parse(bare, NULL, &err);
+    g_assert_null(bdrv_open(NULL, o3, 0, &err));
+    g_assert_cmpstr(err->message, ==, "Must specify either driver or file");
+}
+
 /* ---- Creation ---- */
 
 static JsonObject *create_opts(const char *keyval)
@@ -633,6 +670,8 @@ int main(int argc, char **argv)
     tmp_dir = g_dir_make_tmp("sluice-image-XXXXXX", NULL);
     g_assert_nonnull(tmp_dir);
 
+    g_test_add_func("/image/open-without-filename",
+                    test_open_without_filename);
     g_test_add_func("/image/create-raw", test_create_raw);
     g_test_add_func("/image/create-opts-list", test_create_opts_list);
     g_test_add_func("/image/measure-raw", test_measure_raw);
