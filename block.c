@@ -399,6 +399,15 @@ BlockDriverState *bdrv_open_driver(BlockDriver *drv, const char *node_name,
     bs->options = json_object_ref(options);
 
     bdrv_refresh_limits(bs, &local_err);
+    if (!local_err && drv->bdrv_co_getlength) {
+        /* A node whose length cannot be known is of no use to anyone. */
+        int64_t len = bdrv_getlength(bs);
+
+        if (len < 0) {
+            error_setg_errno(&local_err, -len,
+                             "Could not refresh total sector count");
+        }
+    }
     if (local_err) {
         g_propagate_error(errp, local_err);
         if (drv->bdrv_close) {

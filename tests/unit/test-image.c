@@ -112,9 +112,29 @@ static BlockDriver bdrv_cow = {
     .option_names = cow_options,
 };
 
+/* A protocol whose length cannot be read. */
+static int badlen_open(BlockDriverState *bs, JsonObject *options, int flags,
+                       GError **errp)
+{
+    return 0;
+}
+
+static int64_t coroutine_fn badlen_getlength(BlockDriverState *bs)
+{
+    return -EIO;
+}
+
+static BlockDriver bdrv_badlen = {
+    .format_name = "test-badlen",
+    .is_protocol = true,
+    .bdrv_open = badlen_open,
+    .bdrv_co_getlength = badlen_getlength,
+};
+
 static void __attribute__((constructor)) test_image_register(void)
 {
     bdrv_register(&bdrv_cow);
+    bdrv_register(&bdrv_badlen);
 }
 
 static void make_raw(const char *path, int64_t size, uint8_t fill)
@@ -149,6 +169,17 @@ static BlockDriverState *open_cow(const char *top, const char *backing,
 }
 
 /* ---- Opening ---- */
+
+static void test_open_checks_length(void)
+{
+    g_autoptr(JsonObject) opts = json_object_new();
+    g_autoptr(GError) err = NULL;
+
+    json_object_set_string_member(opts, "driver", "test-badlen");
+    g_assert_null(bdrv_open_options(opts, 0, &err));
+    g_assert_cmpstr(err->message, ==, "Could not refresh total sector "
+                    "count: Input/output error");
+}
 
 /* --image-opts: everything in the options, files without a driver. */
 static void test_open_without_filename(void)
@@ -670,6 +701,7 @@ int main(int argc, char **argv)
     tmp_dir = g_dir_make_tmp("sluice-image-XXXXXX", NULL);
     g_assert_nonnull(tmp_dir);
 
+    g_test_add_func("/image/open-checks-length", test_open_checks_length);
     g_test_add_func("/image/open-without-filename",
                     test_open_without_filename);
     g_test_add_func("/image/create-raw", test_create_raw);
