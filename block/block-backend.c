@@ -107,12 +107,21 @@ static void blk_drained_end(void *opaque)
     g_mutex_unlock(&blk->queue_lock);
 
     /*
-     * Resubmit without any outside kick.  The coroutines live in the
-     * backend's context; from another thread this schedules them there.
+     * Resubmit without any outside kick, from a bottom half rather than
+     * here: entering them now would run requests inside the registry's
+     * end walk, before the handlers registered earlier (those of the
+     * nodes below us) have ended.  The bottom half is that of the
+     * coroutine's own context, not the backend's: a request may still be
+     * on its way to yield there (it leaves the in-flight count first), so
+     * only its own thread may enter it; if the backend moved meanwhile,
+     * the request follows it from there.
      */
     while ((req = QSIMPLEQ_FIRST(&wake))) {
+        Coroutine *co = req->co;
+
+        /* req lives on the coroutine's stack: read it before scheduling. */
         QSIMPLEQ_REMOVE_HEAD(&wake, next);
-        aio_co_wake(req->co);
+        aio_co_schedule(qemu_coroutine_get_aio_context(co), co);
     }
 }
 
