@@ -393,7 +393,13 @@ static int coroutine_fn bdrv_co_do_pwritev(BdrvChild *child, int64_t offset,
         ret = bdrv_rmw_pwritev(bs, offset, bytes, qiov, flags);
     }
 
-    if (ret < 0 && bs->write_error == 0) {
+    /*
+     * A flush reports the first write that failed since the last one.  A
+     * write-zeroes refused under NO_FALLBACK wrote nothing and failed
+     * nothing: the caller writes the zeroes another way.
+     */
+    if (ret < 0 && bs->write_error == 0 &&
+        !(ret == -ENOTSUP && (flags & BDRV_REQ_NO_FALLBACK))) {
         bs->write_error = ret;
     }
     tracked_request_end(bs, &req);
