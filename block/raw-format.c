@@ -40,35 +40,6 @@ static const char *const raw_option_names[] = {
     "file", "offset", "size", NULL,
 };
 
-typedef struct RawLengthCo {
-    BlockDriverState *bs;
-    int64_t ret;
-    bool done;
-} RawLengthCo;
-
-static void coroutine_fn raw_length_entry(void *opaque)
-{
-    RawLengthCo *d = opaque;
-
-    d->ret = bdrv_co_getlength(d->bs);
-    qatomic_store_release(&d->done, true);
-    aio_wait_kick();
-}
-
-/*
- * The length of @bs from outside a coroutine, as open needs it.  The
- * core has no synchronous bdrv_getlength() yet.
- */
-static int64_t raw_child_length(BlockDriverState *bs)
-{
-    RawLengthCo d = { .bs = bs };
-    AioContext *ctx = bdrv_get_aio_context(bs);
-
-    aio_co_enter(ctx, qemu_coroutine_create(raw_length_entry, &d));
-    AIO_WAIT_WHILE(ctx, !qatomic_load_acquire(&d.done));
-    return d.ret;
-}
-
 static int raw_open(BlockDriverState *bs, JsonObject *options, int flags,
                     GError **errp)
 {
@@ -94,7 +65,7 @@ static int raw_open(BlockDriverState *bs, JsonObject *options, int flags,
         return -EINVAL;
     }
 
-    real_size = raw_child_length(file->bs);
+    real_size = bdrv_getlength(file->bs);
     if (real_size < 0) {
         error_setg_errno(errp, -real_size, "Could not get the size of the "
                          "containing file");
