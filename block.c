@@ -1587,11 +1587,21 @@ typedef struct BdrvInfoCo {
     int64_t ret;
 } BdrvInfoCo;
 
+int coroutine_fn bdrv_co_get_info(BlockDriverState *bs,
+                                  BlockDriverInfo *bdi)
+{
+    memset(bdi, 0, sizeof(*bdi));
+    if (!bs->drv->bdrv_co_get_info) {
+        return -ENOTSUP;
+    }
+    return bs->drv->bdrv_co_get_info(bs, bdi);
+}
+
 static void coroutine_fn bdrv_get_info_entry(void *opaque)
 {
     BdrvInfoCo *c = opaque;
 
-    c->ret = c->bs->drv->bdrv_co_get_info(c->bs, c->bdi);
+    c->ret = bdrv_co_get_info(c->bs, c->bdi);
 }
 
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
@@ -1599,10 +1609,6 @@ int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
     BdrvInfoCo c = { .bs = bs, .bdi = bdi };
 
     assert(qemu_in_main_thread());
-    memset(bdi, 0, sizeof(*bdi));
-    if (!bs->drv->bdrv_co_get_info) {
-        return -ENOTSUP;
-    }
     bdrv_run_co(bdrv_get_aio_context(bs), bdrv_get_info_entry, &c);
     return c.ret;
 }

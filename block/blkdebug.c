@@ -1334,6 +1334,13 @@ static int coroutine_fn blkdebug_co_truncate(BlockDriverState *bs,
     return bdrv_co_truncate(bs->file, offset, exact, prealloc, flags, errp);
 }
 
+/* What its child says, as QEMU's blkdebug does. */
+static int coroutine_fn blkdebug_co_get_info(BlockDriverState *bs,
+                                             BlockDriverInfo *bdi)
+{
+    return bdrv_co_get_info(bs->file->bs, bdi);
+}
+
 static BlockDriver bdrv_blkdebug = {
     .format_name = "blkdebug",
     .instance_size = sizeof(BDRVBlkdebugState),
@@ -1352,6 +1359,7 @@ static BlockDriver bdrv_blkdebug = {
     .bdrv_co_block_status = blkdebug_co_block_status,
     .bdrv_co_truncate = blkdebug_co_truncate,
     .option_names = blkdebug_option_names,
+    .bdrv_co_get_info = blkdebug_co_get_info,
 };
 
 static void __attribute__((constructor)) bdrv_blkdebug_init(void)

@@ -1564,6 +1564,13 @@ static int coroutine_fn raw_co_create_opts(BlockDriver *drv,
     return ret;
 }
 
+/* A file has no clusters or dirty state: nothing to say, successfully. */
+static int coroutine_fn raw_co_get_info(BlockDriverState *bs,
+                                        BlockDriverInfo *bdi)
+{
+    return 0;
+}
+
 static int64_t coroutine_fn
 raw_co_get_allocated_file_size(BlockDriverState *bs)
 {
@@ -1592,6 +1599,7 @@ static BlockDriver bdrv_file = {
     .bdrv_co_getlength = raw_co_getlength,
     .bdrv_co_truncate = raw_co_truncate,
     .bdrv_co_get_allocated_file_size = raw_co_get_allocated_file_size,
+    .bdrv_co_get_info = raw_co_get_info,
     .create_opts = raw_create_opts,
     .bdrv_co_create_opts = raw_co_create_opts,
     .bdrv_reopen_prepare = raw_reopen_prepare,

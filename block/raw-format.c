@@ -324,6 +324,13 @@ static BlockMeasureInfo *raw_measure(JsonObject *opts,
     return info;
 }
 
+/* What its child says, as QEMU's raw does. */
+static int coroutine_fn raw_co_get_info(BlockDriverState *bs,
+                                        BlockDriverInfo *bdi)
+{
+    return bdrv_co_get_info(bs->file->bs, bdi);
+}
+
 static BlockDriver bdrv_raw = {
     .format_name = "raw",
     .instance_size = sizeof(BDRVRawState),
@@ -338,6 +345,7 @@ static BlockDriver bdrv_raw = {
     .bdrv_co_block_status = raw_co_block_status,
     .bdrv_co_truncate = raw_co_truncate,
     .option_names = raw_option_names,
+    .bdrv_co_get_info = raw_co_get_info,
     .create_opts = raw_create_opts,
     .bdrv_co_create_opts = raw_co_create_opts,
     .bdrv_measure = raw_measure,

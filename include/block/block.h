@@ -319,6 +319,10 @@ typedef struct BlockDriverInfo {
  */
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi);
 
+/* bdrv_get_info() from a coroutine in @bs's context (for drivers). */
+int coroutine_fn bdrv_co_get_info(BlockDriverState *bs,
+                                  BlockDriverInfo *bdi);
+
 /*
  * Bytes the image occupies on the host (for "disk size"): the driver's
  * answer, by default the sum over its file and data children; -ENOTSUP
