@@ -1004,8 +1004,9 @@ int blkdebug_debug_breakpoint(BlockDriverState *bs, const char *event,
     rule->action = BLKDEBUG_ACTION_SUSPEND;
     rule->suspend.tag = g_strdup(tag);
 
+    /* The newest breakpoint on an event fires first, as in QEMU. */
     g_mutex_lock(&s->lock);
-    QTAILQ_INSERT_TAIL(&s->rules[ev], rule, next);
+    QTAILQ_INSERT_HEAD(&s->rules[ev], rule, next);
     g_mutex_unlock(&s->lock);
     return 0;
 }
