@@ -61,6 +61,7 @@ typedef enum PreallocMode {
 #define BDRV_O_NO_BACKING   0x80000 /* do not open the backing file */
 #define BDRV_O_NO_SHARE     0x100000 /* a backend shares no write/resize */
 #define BDRV_O_AUTO_RDONLY  0x200000 /* auto-read-only=on */
+#define BDRV_O_CHECK        0x400000 /* opened to be checked: no auto repair */
 
 /* Permissions a parent takes on, or shares of, a child node. */
 enum {
