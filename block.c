@@ -765,15 +765,18 @@ void bdrv_default_perms(BlockDriverState *bs, BdrvChild *c,
     } else if (role & BDRV_CHILD_METADATA) {
         /*
          * A format reads its metadata always and writes it whenever the
-         * node is writable, whatever its parents do; nobody else may
-         * write under it then.
+         * node is writable, whatever its parents do.  Nobody else may
+         * write or resize under it, even while it only reads: metadata
+         * changed behind its back would be misread (QEMU's rule too, which
+         * is what makes a reader of an image fail with "Failed to get
+         * shared "write" lock" while another process writes it).
          */
         *nperm = BLK_PERM_CONSISTENT_READ;
-        *nshared = parent_shared | BLK_PERM_CONSISTENT_READ |
-                   BLK_PERM_WRITE_UNCHANGED;
+        *nshared = (parent_shared | BLK_PERM_CONSISTENT_READ |
+                    BLK_PERM_WRITE_UNCHANGED) &
+                   ~(BLK_PERM_WRITE | BLK_PERM_RESIZE);
         if (!bs->read_only) {
             *nperm |= BLK_PERM_WRITE | BLK_PERM_RESIZE;
-            *nshared &= ~(BLK_PERM_WRITE | BLK_PERM_RESIZE);
         }
     } else {
         /* A backing file is only read. */

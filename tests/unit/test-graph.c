@@ -325,15 +325,30 @@ static void test_perm_metadata_child(void)
     blk_unref(direct);
     bdrv_unref(fmt);
 
-    /* A read-only format leaves writing to others. */
+    /*
+     * A read-only format does not write its metadata, but still lets
+     * nobody else write or resize it (as QEMU: that is what makes readers
+     * and writers of an image in two processes lock each other out).
+     */
     fmt = open_json("json:{\"driver\":\"test-format\",\"read-only\":true,"
                     "\"file\":{\"driver\":\"null-co\",\"read-only\":false,"
                     "\"node-name\":\"meta2\"}}", &err);
     g_assert_no_error(err);
+    g_assert_cmpuint(fmt->file->perm & BLK_PERM_WRITE, ==, 0);
+    g_assert_cmpuint(fmt->file->shared_perm &
+                     (BLK_PERM_WRITE | BLK_PERM_RESIZE), ==, 0);
     direct = blk_new(qemu_get_aio_context(), BLK_PERM_CONSISTENT_READ |
                      BLK_PERM_WRITE, BLK_PERM_ALL);
-    g_assert_true(blk_insert_bs(direct, fmt->file->bs, NULL));
+    g_assert_false(blk_insert_bs(direct, fmt->file->bs, NULL));
     blk_unref(direct);
+    bdrv_unref(fmt);
+
+    /* ...unless it was opened with force-share (qemu-img -U). */
+    fmt = open_json("json:{\"driver\":\"test-format\",\"read-only\":true,"
+                    "\"force-share\":true,\"file\":{\"driver\":\"null-co\","
+                    "\"node-name\":\"meta3\"}}", &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(fmt->file->shared_perm, ==, BLK_PERM_ALL);
     bdrv_unref(fmt);
 }
 
