@@ -9,7 +9,7 @@ SAN_DIR ?= build-san
 SRC_DIR := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 
 .PHONY: all deps check check-unit check-slow check-san checkpatch bench \
-	clean distclean
+	run clean distclean
 
 all: $(BUILD_DIR)/build.ninja
 	ninja -C $(BUILD_DIR)
@@ -50,6 +50,10 @@ checkpatch:
 
 bench: all
 	@$(SRC_DIR)scripts/run-bench $(BUILD_DIR)
+
+# The main job on its embedded default configuration (see README).
+run: all
+	@$(SRC_DIR)scripts/run-default $(BUILD_DIR)
 
 clean:
 	-ninja -C $(BUILD_DIR) clean
