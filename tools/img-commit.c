@@ -214,11 +214,9 @@ int img_commit(int argc, char **argv)
         error_report("--image-opts and --format are mutually exclusive");
         return 1;
     }
-    blk = tool_open(filename, fmt, NULL, image_opts, flags, writethrough,
-                    quiet, &err);
+    blk = img_open_blk(filename, fmt, NULL, image_opts, flags, writethrough,
+                       quiet);
     if (!blk) {
-        error_report("Could not open '%s': %s", filename, err->message);
-        g_error_free(err);
         return 1;
     }
 

@@ -111,16 +111,13 @@ static bool img_strtoi(const char *s, int64_t min, int64_t max,
 }
 
 /*
- * Open an image for one of these commands, reporting failure as
- * qemu-img does: "Could not open 'NAME': " and the block layer's reason.
+ * Open an image for one of these commands: img_open_blk() with the
+ * sharing rule they follow.
  */
 static BlockBackend *img_open(const char *filename, const char *fmt,
                               JsonObject *extra, bool image_opts,
                               int flags, bool writethrough)
 {
-    GError *err = NULL;
-    BlockBackend *blk;
-
     if (image_opts && fmt) {
         error_report("--image-opts and --format are mutually exclusive");
         return NULL;
@@ -130,13 +127,8 @@ static BlockBackend *img_open(const char *filename, const char *fmt,
         flags |= BDRV_O_NO_SHARE;
     }
     /* The probed-raw warning is printed even with -q, as qemu-img does. */
-    blk = tool_open(filename, fmt, extra, image_opts, flags, writethrough,
-                    false, &err);
-    if (!blk) {
-        error_report("Could not open '%s': %s", filename, err->message);
-        g_error_free(err);
-    }
-    return blk;
+    return img_open_blk(filename, fmt, extra, image_opts, flags,
+                        writethrough, false);
 }
 
 /*

@@ -20,11 +20,19 @@
 #include "qemu/keyval.h"
 #include "block/aio-wait.h"
 
-/* qemu-img's wording for an image that would not open; frees @err. */
-static void img_open_error(const char *filename, GError *err)
+BlockBackend *img_open_blk(const char *filename, const char *fmt,
+                           JsonObject *extra, bool image_opts, int flags,
+                           bool writethrough, bool quiet)
 {
-    error_report("Could not open '%s': %s", filename, err->message);
-    g_error_free(err);
+    GError *err = NULL;
+    BlockBackend *blk = tool_open(filename, fmt, extra, image_opts, flags,
+                                  writethrough, quiet, &err);
+
+    if (!blk) {
+        error_report("Could not open '%s': %s", filename, err->message);
+        g_error_free(err);
+    }
+    return blk;
 }
 
 /* ---- Shared helpers (declared in sluice-img.h) ---- */
@@ -1274,14 +1282,11 @@ static int img_info(int argc, char **argv)
     seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     g_hash_table_add(seen, g_strdup(filename));
     while (filename) {
-        GError *err = NULL;
         BlockBackend *blk;
         ImgInfo *info;
 
-        blk = tool_open(filename, fmt, NULL, image_opts, flags, false, true,
-                        &err);
+        blk = img_open_blk(filename, fmt, NULL, image_opts, flags, false, true);
         if (!blk) {
-            img_open_error(filename, err);
             return 1;
         }
         info = img_collect_info(blk_bs(blk));
@@ -1438,7 +1443,6 @@ static int img_check(int argc, char **argv)
     const char *filename;
     BlockBackend *blk;
     BlockDriverState *bs;
-    GError *err = NULL;
     bool image_opts = false;
     bool quiet = false;
     bool writethrough = false;
@@ -1505,10 +1509,9 @@ static int img_check(int argc, char **argv)
         return 1;
     }
 
-    blk = tool_open(filename, fmt, NULL, image_opts, flags, writethrough,
-                    quiet, &err);
+    blk = img_open_blk(filename, fmt, NULL, image_opts, flags, writethrough,
+                       quiet);
     if (!blk) {
-        img_open_error(filename, err);
         return 1;
     }
     bs = blk_bs(blk);
@@ -1746,7 +1749,6 @@ static int img_map(int argc, char **argv)
     const char *filename;
     BlockBackend *blk;
     BlockDriverState *bs;
-    GError *err = NULL;
     bool image_opts = false;
     int64_t start_offset = 0;
     int64_t max_length = -1;
@@ -1802,10 +1804,8 @@ static int img_map(int argc, char **argv)
         return 1;
     }
 
-    blk = tool_open(filename, fmt, NULL, image_opts, flags, false, true,
-                    &err);
+    blk = img_open_blk(filename, fmt, NULL, image_opts, flags, false, true);
     if (!blk) {
-        img_open_error(filename, err);
         return 1;
     }
     bs = blk_bs(blk);
@@ -1966,10 +1966,9 @@ static int img_resize(int argc, char **argv)
         return 1;
     }
 
-    blk = tool_open(filename, fmt, NULL, image_opts,
-                    BDRV_O_RDWR | BDRV_O_RESIZE, false, quiet, &err);
+    blk = img_open_blk(filename, fmt, NULL, image_opts,
+                       BDRV_O_RDWR | BDRV_O_RESIZE, false, quiet);
     if (!blk) {
-        img_open_error(filename, err);
         return 1;
     }
 
@@ -2052,7 +2051,6 @@ static int img_snapshot(int argc, char **argv)
     const char *name = NULL;
     const char *filename;
     BlockBackend *blk;
-    GError *err = NULL;
     bool image_opts = false;
     bool quiet = false;
     bool force_share = false;
@@ -2119,10 +2117,8 @@ static int img_snapshot(int argc, char **argv)
     if (force_share) {
         flags |= BDRV_O_FORCE_SHARE;
     }
-    blk = tool_open(filename, NULL, NULL, image_opts, flags, false, quiet,
-                    &err);
+    blk = img_open_blk(filename, NULL, NULL, image_opts, flags, false, quiet);
     if (!blk) {
-        img_open_error(filename, err);
         return 1;
     }
 
@@ -2275,10 +2271,9 @@ static int img_amend(int argc, char **argv)
         return 1;
     }
 
-    blk = tool_open(filename, fmt, NULL, image_opts, flags, writethrough,
-                    quiet, &err);
+    blk = img_open_blk(filename, fmt, NULL, image_opts, flags, writethrough,
+                       quiet);
     if (!blk) {
-        img_open_error(filename, err);
         return 1;
     }
     bs = blk_bs(blk);
@@ -2412,10 +2407,8 @@ static int img_measure(int argc, char **argv)
     }
 
     if (filename) {
-        blk = tool_open(filename, fmt, NULL, image_opts, flags, false, true,
-                        &err);
+        blk = img_open_blk(filename, fmt, NULL, image_opts, flags, false, true);
         if (!blk) {
-            img_open_error(filename, err);
             return 1;
         }
         if (snapshot) {

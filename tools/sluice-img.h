@@ -48,6 +48,15 @@ bool img_parse_opts(const BlockOptDesc *list, const char *optstr,
  */
 bool img_add_opts(char **acc, const char *optarg);
 
+/*
+ * tool_open() for the subcommands, reporting failure as qemu-img does:
+ * "Could not open 'NAME': " and the block layer's reason.  NULL on
+ * failure (already reported).  Main thread.
+ */
+BlockBackend *img_open_blk(const char *filename, const char *fmt,
+                           JsonObject *extra, bool image_opts, int flags,
+                           bool writethrough, bool quiet);
+
 /* True if the -o string asks for help ("help" or "?" among its items). */
 bool img_opts_want_help(const char *optstr);
 
